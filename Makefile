@@ -1,0 +1,37 @@
+# analog-train: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (a bare `torch` would pull a multi-GB CUDA build); override for GPUs.
+TORCH_SPEC ?= torch==2.13.0
+export ANALOG_TRAIN_DATA ?= $(abspath ../shared/data)
+
+.PHONY: help install run test test-slow bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/analog-train: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[test]"
+	@touch $@
+
+install: $(BIN)/analog-train  ## create .venv and install the package with its test extras
+
+run: install  ## the main job: in-memory SGD on MNIST with the paper's soft-bounds device
+	$(BIN)/analog-train algo=sgd device=softbounds
+
+test: install  ## the default test suite (under 10 minutes on 2 cores)
+	$(BIN)/pytest -q
+
+test-slow: install  ## the slow tier (long training runs)
+	$(BIN)/pytest -q -m slow
+
+bench: install  ## seconds per 60k samples of fp and sgd (fast and exact engines), ratios to fp
+	$(BIN)/analog-train bench
+
+clean:  ## remove run outputs, figures and caches (keeps .venv)
+	rm -rf outputs multirun figures .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,110 @@
+"""Entry point: a known subcommand goes to typer, anything else is a Hydra run.
+
+    analog-train algo=sgd device=softbounds      # Hydra: one run (or -m for a sweep)
+    analog-train bench --samples 6000            # typer subcommand
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import hydra
+import typer
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from analog_train.config import ConfigError, register_configs, validate
+
+CONF_DIR = str(Path(__file__).parent / "conf")
+EXIT_CONFIG_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(help="analog-train subcommands (anything else is a Hydra run: analog-train --help).",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def bench(
+    samples: int = typer.Option(6000, help="MNIST training samples per algorithm"),
+    batch_size: int = typer.Option(10, help="mini-batch size"),
+    exact: bool = typer.Option(True, help="also time sgd on the exact engine"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    data_root: Optional[str] = typer.Option(None, help="folder with the MNIST files (data.root)"),
+) -> None:
+    """Train the FC network on MNIST with fp and analog algorithms; print s per 60k samples and ratios to fp."""
+    from analog_train.runner.bench import run_benchmark
+
+    run_benchmark(samples=samples, batch_size=batch_size, exact=exact, threads=threads, data_root=data_root)
+
+
+@app.command()
+def cost(
+    n: int = typer.Option(512, help="array size N (N x N)"),
+    digital_bits: int = typer.Option(8, help="digital precision (bit)"),
+    n_s: int = typer.Option(2, help="transfer every n_s samples"),
+    l_avg: float = typer.Option(5.0, help="average pulse-train length"),
+    l_max: Optional[int] = typer.Option(None, help="fixed pulse-train length (replaces l_avg)"),
+    t_pulse: float = typer.Option(5.0, help="pulse duration (ns)"),
+    t_mvm: float = typer.Option(40.0, help="analog MVM time (ns)"),
+    gflops: float = typer.Option(175.0, help="digital throughput per array (GFLOPS)"),
+    mp_batch: int = typer.Option(100, help="mixed-precision batch size"),
+) -> None:
+    """Time per sample, digital operations and storage of each algorithm (paper Table 1)."""
+    from analog_train.runner.cost import CostAssumptions, cost_table, format_cost_table
+
+    try:
+        assumptions = CostAssumptions(n=n, digital_bits=digital_bits, n_s=n_s, l_avg=l_avg, l_max=l_max,
+                                      t_pulse_ns=t_pulse, t_mvm_ns=t_mvm, gflops_per_array=gflops, mp_batch=mp_batch)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    typer.echo(format_cost_table(cost_table(assumptions)))
+
+
+SUBCOMMANDS = {"bench", "cost"}
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def run(cfg: DictConfig) -> Optional[str]:
+    """One training run into Hydra's output directory."""
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    from analog_train.data import DataError
+    from analog_train.runner.train import train
+
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        result = train(cfg, out_dir)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    acc = result.summary.get("test_accuracy")
+    print(f"{result.status}: test accuracy {acc:.2f} % -> {out_dir}" if acc is not None
+          else f"{result.status}: {result.summary.get('reason', '')} -> {out_dir}")
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return result.status  # a diverged sweep point must not stop the sweep
+    if result.status == "diverged":
+        sys.exit(EXIT_DIVERGED)
+    if result.status == "interrupted":
+        sys.exit(EXIT_INTERRUPTED)
+    return result.status
+
+
+def main() -> None:
+    register_configs()
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        app(args=sys.argv[1:], prog_name="analog-train")
+    else:
+        run()
+
+
+if __name__ == "__main__":
+    main()

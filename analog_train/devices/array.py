@@ -1,0 +1,170 @@
+"""The devices of one crossbar array: drawn once, then pulsed (SPEC 2).
+
+State tensors are ``(P, out, in)``: P independent replicas (seeds or sweep points), each with
+its own config if wanted (e.g. one ``n_states`` per replica). The visible weight is the
+conductance minus the reference conductance (SP subtraction and programming offset), plus write
+noise when configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from analog_train.devices.families import DeviceFamily, get_family
+from analog_train.devices.parameters import draw_common, granularity, resolve
+
+
+# Below this fraction of touched devices the fast engine gathers them and works on a short vector.
+SPARSE_FRACTION = 0.5
+
+
+class DeviceArray:
+    """A ``(P, out, in)`` array of devices of one family."""
+
+    def __init__(
+        self,
+        cfgs: Any | Sequence[Any],
+        shape: tuple[int, int],
+        generator: torch.Generator,
+        population: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if not isinstance(cfgs, Sequence):
+            cfgs = [cfgs] * (population or 1)
+        self.cfgs = [resolve(c) for c in cfgs]
+        if population is not None and len(self.cfgs) != population:
+            raise ValueError(f"got {len(self.cfgs)} device configs for a population of {population}")
+        families = {c.family for c in self.cfgs}
+        mult = {c.mult_noise for c in self.cfgs}
+        if len(families) != 1 or len(mult) != 1:
+            raise ValueError("all replicas of one array must share device.family and device.mult_noise")
+        self.family: DeviceFamily = get_family(families.pop())
+        self.mult_noise = mult.pop()
+        self.shape = (len(self.cfgs), *shape)
+        self.dtype, self.device = dtype, torch.device(device)
+
+        per_replica = []
+        for cfg in self.cfgs:
+            p = draw_common(cfg, shape, generator)
+            self.family.draw(cfg, p, shape, generator)
+            per_replica.append(p)
+        self.params: dict[str, Tensor] = {
+            k: torch.stack([p[k] for p in per_replica]).to(dtype=dtype, device=self.device) for k in per_replica[0]
+        }
+        self._packed = torch.stack([self.params[k].reshape(-1) for k in self.family.pulse_keys])
+        self.eps = torch.tensor([granularity(c) for c in self.cfgs], dtype=dtype, device=self.device)
+        self.sp = self.family.symmetry_point(self.params)
+        subtract = torch.tensor([c.subtract_symmetry_point for c in self.cfgs], device=self.device).view(-1, 1, 1)
+        self.ref = self.params["ref_offset"] + torch.where(subtract, self.sp, torch.zeros_like(self.sp))
+        self.has_write_noise = any(c.write_noise_std > 0 for c in self.cfgs)
+        self.has_decay = any(c.lifetime > 0 for c in self.cfgs)
+        self.has_diffusion = any(c.diffusion > 0 for c in self.cfgs)
+        self.g = self.family.clip(self.ref.clone(), self.params)
+        self.w_noise = torch.zeros(self.shape, dtype=dtype, device=self.device)
+        self.pulse_count = torch.zeros(self.shape, dtype=dtype, device=self.device)
+
+    # -- reading ---------------------------------------------------------------------------------
+    @property
+    def weight(self) -> Tensor:
+        """Visible weight: conductance minus reference, plus write noise."""
+        w = self.g - self.ref
+        return w + self.w_noise if self.has_write_noise else w
+
+    @property
+    def n_states(self) -> Tensor:
+        return torch.tensor([(c.w_max - c.w_min) for c in self.cfgs], dtype=self.dtype, device=self.device) / self.eps
+
+    def symmetry_point(self) -> Tensor:
+        """Each device's SP in visible-weight units (where alternating pulses converge)."""
+        return self.sp - self.ref
+
+    # -- writing ---------------------------------------------------------------------------------
+    def set_weights(self, w: Tensor, generator: torch.Generator | None = None) -> None:
+        """Program the visible weights exactly (clipped to each device's range)."""
+        self.g = self.family.clip(w.to(self.dtype).expand(self.shape) + self.ref, self.params)
+        if self.has_write_noise:
+            self._redraw_write_noise(torch.ones(self.shape, dtype=torch.bool, device=self.device), generator)
+
+    def pulse_once(self, sign: Tensor, generator: torch.Generator) -> None:
+        """One pulse per element where ``sign`` is +1 (up) or -1 (down): the exact engine's step."""
+        touched = sign != 0
+        self.g = self.family.pulse(self.g, self.params, sign, self.mult_noise, generator)
+        self.pulse_count += touched
+        if self.has_write_noise:
+            self._redraw_write_noise(touched, generator)
+
+    def apply_counts(self, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
+        """Apply per-element pulse counts: half the ups, all the downs, the other half of the ups.
+
+        Interleaving keeps the drift toward each device's SP that alternating pulses cause, which
+        applying all ups then all downs would turn into a bias toward the last direction. Updates
+        usually touch a minority of the devices, so those are gathered first and the rest is
+        left alone.
+        """
+        n_up, n_dn = n_up.to(self.dtype), n_dn.to(self.dtype)
+        touched = (n_up + n_dn) > 0
+        count = int(touched.sum().item())
+        if count == 0:
+            return
+        self.pulse_count += n_up + n_dn
+        g_flat = self.g.reshape(-1)
+        if count < SPARSE_FRACTION * touched.numel():
+            idx = touched.reshape(-1).nonzero().squeeze(1)
+            packed = self._packed.index_select(1, idx)
+            p = {k: packed[i] for i, k in enumerate(self.family.pulse_keys)}
+            g = self._apply_phases(g_flat[idx], p, n_up.reshape(-1)[idx], n_dn.reshape(-1)[idx], generator)
+            g_flat = g_flat.clone()
+            g_flat[idx] = g
+            self.g = g_flat.view(self.shape)
+        else:
+            p = {k: self.params[k].reshape(-1) for k in self.family.pulse_keys}
+            g = self._apply_phases(g_flat, p, n_up.reshape(-1), n_dn.reshape(-1), generator)
+            self.g = g.view(self.shape)
+        if self.has_write_noise:
+            self._redraw_write_noise(touched, generator)
+
+    def _apply_phases(self, g: Tensor, p: dict[str, Tensor], n_up: Tensor, n_dn: Tensor, gen: torch.Generator) -> Tensor:
+        first_up = torch.div(n_up, 2, rounding_mode="floor")
+        for n, up in ((first_up, True), (n_dn, False), (n_up - first_up, True)):
+            g = self.family.pulses(g, p, n, up, self.mult_noise, gen)
+        return g
+
+    def post_step(self, generator: torch.Generator) -> None:
+        """Once per optimizer step: lifetime decay toward the reset bias, then diffusion."""
+        if self.has_decay:
+            w = self.g - self.ref
+            b = self.params["reset_bias"]
+            self.g = self.family.clip((w - b) * self.params["decay"] + b + self.ref, self.params)
+        if self.has_diffusion:
+            noise = torch.randn(self.shape, generator=generator, dtype=self.dtype, device=self.device)
+            self.g = self.family.clip(self.g + self.params["diffusion"] * noise, self.params)
+        if self.has_write_noise and (self.has_decay or self.has_diffusion):
+            self._redraw_write_noise(torch.ones(self.shape, dtype=torch.bool, device=self.device), generator)
+
+    def reset(self, mask: Tensor, generator: torch.Generator) -> None:
+        """Reset masked devices to their reset bias plus ``reset_std`` noise (visible units)."""
+        noise = self.params["reset_std"] * torch.randn(self.shape, generator=generator, dtype=self.dtype, device=self.device)
+        target = self.family.clip(self.params["reset_bias"] + noise + self.ref, self.params)
+        self.g = torch.where(mask, target, self.g)
+
+    def _redraw_write_noise(self, mask: Tensor, generator: torch.Generator | None) -> None:
+        if generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(0)
+        fresh = self.params["write_noise"] * sparse_randn(mask, generator, self.dtype)
+        self.w_noise = torch.where(mask, fresh, self.w_noise)
+
+
+def sparse_randn(mask: Tensor, gen: torch.Generator, dtype: torch.dtype) -> Tensor:
+    """Standard normals where ``mask`` is set, zeros elsewhere; draws only what is needed."""
+    count = int(mask.sum().item())
+    if count == mask.numel():
+        return torch.randn(mask.shape, generator=gen, dtype=dtype, device=mask.device)
+    out = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    if count:
+        out[mask] = torch.randn(count, generator=gen, dtype=dtype, device=mask.device)
+    return out

@@ -1,0 +1,60 @@
+"""``analog-train bench``: seconds per 60k training samples of the FC network, per algorithm, in one process.
+
+All algorithms run back to back on the same data in the same process, so the ratios to ``fp``
+are meaningful on a shared, noisy machine where absolute seconds drift.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from analog_train.config import register_configs, validate
+from analog_train.runner.train import train
+
+# (label, overrides): the configurations the benchmark times.
+CASES: list[tuple[str, list[str]]] = [
+    ("fp", ["algo=fp"]),
+    ("sgd (fast)", ["algo=sgd", "update.engine=fast"]),
+    ("sgd (exact)", ["algo=sgd", "update.engine=exact"]),
+]
+
+
+def bench_config(overrides: list[str], samples: int, batch_size: int, threads: Optional[int],
+                 data_root: Optional[str]) -> DictConfig:
+    from analog_train.cli import CONF_DIR
+
+    register_configs()
+    common = [
+        "data=mnist", f"data.train_subset={samples}", "data.test_subset=1000", f"data.batch_size={batch_size}",
+        "train.epochs=1", "progress=false", "device=softbounds",
+    ]
+    if threads:
+        common.append(f"threads={threads}")
+    if data_root:
+        common.append(f"data.root={data_root}")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=common + overrides)
+    validate(cfg)
+    return cfg
+
+
+def run_benchmark(samples: int = 6000, batch_size: int = 10, exact: bool = True, threads: Optional[int] = None,
+                  data_root: Optional[str] = None, cases: Optional[list[tuple[str, list[str]]]] = None) -> dict[str, float]:
+    """Time each case; print a table of s/60k samples and the ratio to fp; return the seconds."""
+    cases = cases or [c for c in CASES if exact or "exact" not in c[0]]
+    seconds: dict[str, float] = {}
+    print(f"FC 784-256-128-10 on {samples} MNIST samples, batch {batch_size}, torch threads {torch.get_num_threads() if not threads else threads}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, overrides in cases:
+            cfg = bench_config(overrides, samples, batch_size, threads, data_root)
+            result = train(cfg, Path(tmp) / label.replace(" ", "_").replace("(", "").replace(")", ""))
+            seconds[label] = result.summary["seconds_per_60k_samples"]
+            ratio = seconds[label] / seconds[cases[0][0]]
+            print(f"  {label:<14} {seconds[label]:9.1f} s / 60k samples   {ratio:6.2f} x fp", flush=True)
+    return seconds
