@@ -1,0 +1,88 @@
+"""Config composition, range validation, and the installed console script end to end."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from analog_train.cli import CONF_DIR
+from analog_train.config import ConfigError, register_configs, validate
+
+SCRIPT = shutil.which("analog-train", path=str(Path(sys.executable).parent)) or shutil.which("analog-train")
+GROUPS = {g: sorted(p.stem for p in (Path(CONF_DIR) / g).glob("*.yaml")) for g in ("algo", "device", "model", "data", "io")}
+
+
+def compose_cfg(overrides=()):
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_group_option_composes_and_validates(group, option):
+    validate(compose_cfg([f"{group}={option}"]))
+
+
+@pytest.mark.parametrize("override,key", [
+    ("device.n_states=0", "device.n_states"),
+    ("train.lr=-0.1", "train.lr"),
+    ("device.w_min=2.0", "device.w_min"),
+    ("data.batch_size=0", "data.batch_size"),
+    ("update.engine=turbo", "update.engine"),
+    ("io.out_noise=-1", "io.out_noise"),
+])
+def test_invalid_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(compose_cfg([override]))
+
+
+def test_typo_in_key_fails_at_compose():
+    with pytest.raises(Exception, match="n_stats"):
+        compose_cfg(["device.n_stats=3"])
+
+
+def run_cli(tmp_path, *args):
+    assert SCRIPT, "the analog-train console script is not installed"
+    return subprocess.run([SCRIPT, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_invalid_value_exits_with_one_line(tmp_path):
+    proc = run_cli(tmp_path, "device.n_states=0", "data=digits")
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "device.n_states" in lines[0]
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("metrics.csv"))
+
+
+def test_cli_unknown_option_lists_options(tmp_path):
+    proc = run_cli(tmp_path, "algo=nonsense")
+    assert proc.returncode != 0
+    assert "Available options" in proc.stderr and "sgd" in proc.stderr
+
+
+def test_end_to_end_run_is_deterministic(tmp_path):
+    """Two runs with the same seeds write the same metrics; a summary says completed."""
+    args = ["algo=sgd", "data=digits", "train.epochs=2", "train.lr=0.5", "data.train_subset=400"]
+    runs = []
+    for name in ("a", "b"):
+        proc = run_cli(tmp_path, *args, f"hydra.run.dir={tmp_path / name}")
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["epochs_completed"] == 2
+        assert summary["endurance"]["W"]["max_pulses_per_sample"] > 0
+        runs.append(pd.read_csv(tmp_path / name / "metrics.csv"))
+    assert list(runs[0].columns[:6]) == ["epoch", "replica", "samples_seen", "train_loss", "test_loss", "test_error"]
+    pd.testing.assert_frame_equal(runs[0].drop(columns=["seconds", "samples_per_s"]),
+                                  runs[1].drop(columns=["seconds", "samples_per_s"]))
+
+
+def test_cost_subcommand_prints_table_1(tmp_path):
+    proc = run_cli(tmp_path, "cost")
+    assert proc.returncode == 0
+    for value in ("30.9", "56.3", "62.1", "3,024.5"):
+        assert value in proc.stdout
