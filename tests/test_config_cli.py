@@ -86,3 +86,33 @@ def test_cost_subcommand_prints_table_1(tmp_path):
     assert proc.returncode == 0
     for value in ("30.9", "56.3", "62.1", "3,024.5"):
         assert value in proc.stdout
+
+
+def test_sigterm_leaves_interrupted_summary(tmp_path):
+    """A killed run keeps its completed epochs and says interrupted."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([SCRIPT, "algo=sgd", "data=digits", "train.epochs=1000", f"hydra.run.dir={out}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "metrics.csv").exists() and len((out / "metrics.csv").read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["epochs_completed"] >= 2
+    assert len(pd.read_csv(out / "metrics.csv")) == summary["epochs_completed"]
+
+
+def test_divergence_is_recorded(tmp_path):
+    """An absurd learning rate on a ReLU network overflows: status diverged, exit code 3."""
+    out = tmp_path / "run"
+    proc = run_cli(tmp_path, "algo=fp", "data=digits", "model.activation=relu", "train.lr=1e30", "train.epochs=3", f"hydra.run.dir={out}")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert json.loads((out / "summary.json").read_text())["status"] == "diverged"

@@ -44,10 +44,15 @@ class PulseTrains:
         """
         p, b, t, n_out = self.bd.shape
         n_in = self.bx.shape[-1]
-        bd = self.bd.reshape(p, b * t, n_out).transpose(1, 2)
+        bd = self.bd.reshape(p, b * t, n_out)
         bx = self.bx.reshape(p, b * t, n_in)
-        sd = (self.bd * self.sign_d.unsqueeze(2)).reshape(p, b * t, n_out).transpose(1, 2)
+        sd = (self.bd * self.sign_d.unsqueeze(2)).reshape(p, b * t, n_out)
         sx = (self.bx * self.sign_x.unsqueeze(2)).reshape(p, b * t, n_in)
+        # Bit slots without an x bit or without a d bit (in every replica) add nothing: drop them
+        # from the contraction, which is mostly empty slots at small pulse probabilities.
+        live = ((bd.amax(dim=2) > 0) & (bx.amax(dim=2) > 0)).any(dim=0).nonzero().squeeze(1)
+        bd, sd = bd[:, live].transpose(1, 2), sd[:, live].transpose(1, 2)
+        bx, sx = bx[:, live], sx[:, live]
         total = torch.bmm(bd, bx)
         signed = torch.bmm(sd, sx)
         return 0.5 * (total - signed), 0.5 * (total + signed)

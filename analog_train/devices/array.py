@@ -131,7 +131,8 @@ class DeviceArray:
     def _apply_phases(self, g: Tensor, p: dict[str, Tensor], n_up: Tensor, n_dn: Tensor, gen: torch.Generator) -> Tensor:
         first_up = torch.div(n_up, 2, rounding_mode="floor")
         for n, up in ((first_up, True), (n_dn, False), (n_up - first_up, True)):
-            g = self.family.pulses(g, p, n, up, self.mult_noise, gen)
+            if bool(n.any()):  # single up pulses leave the first half empty
+                g = self.family.pulses(g, p, n, up, self.mult_noise, gen)
         return g
 
     def post_step(self, generator: torch.Generator) -> None:

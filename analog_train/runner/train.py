@@ -8,7 +8,9 @@ Everything a run produces goes to ``out_dir``: ``metrics.csv`` after every epoch
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,9 +117,18 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def train(cfg: DictConfig, out_dir: Path) -> RunResult:
-    """Train as configured; always leaves ``metrics.csv`` and ``summary.json`` in ``out_dir``."""
+    """Train as configured; always leaves ``metrics.csv`` and ``summary.json`` in ``out_dir``.
+
+    SIGTERM (a scheduler or ``kill``) is handled like Ctrl-C: the run ends as ``interrupted``.
+    """
     started = time.time()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     out_dir = Path(out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
