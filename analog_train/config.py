@@ -326,7 +326,7 @@ VALIDATORS: dict[str, Callable[[Any, str], None]] = {
 }
 
 
-def validate(cfg: DictConfig | Config) -> None:
+def validate(cfg: DictConfig) -> None:
     """Check every range and cross-field rule of a composed run config; raise ConfigError on the first."""
     for key, check in VALIDATORS.items():
         node = cfg[key] if key in cfg else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-import torch
 from torch import Tensor
 
 
@@ -35,7 +34,3 @@ class AnalogAlgorithm(ABC):
 
     def post_step(self) -> None:
         """Once per optimizer step after the update: device decay and diffusion."""
-
-    @staticmethod
-    def run_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-        return torch.Generator(device=device).manual_seed(seed)

@@ -75,10 +75,6 @@ class DeviceArray:
         w = self.g - self.ref
         return w + self.w_noise if self.has_write_noise else w
 
-    @property
-    def n_states(self) -> Tensor:
-        return torch.tensor([(c.w_max - c.w_min) for c in self.cfgs], dtype=self.dtype, device=self.device) / self.eps
-
     def symmetry_point(self) -> Tensor:
         """Each device's SP in visible-weight units (where alternating pulses converge)."""
         return self.sp - self.ref
@@ -146,12 +142,6 @@ class DeviceArray:
             self.g = self.family.clip(self.g + self.params["diffusion"] * noise, self.params)
         if self.has_write_noise and (self.has_decay or self.has_diffusion):
             self._redraw_write_noise(torch.ones(self.shape, dtype=torch.bool, device=self.device), generator)
-
-    def reset(self, mask: Tensor, generator: torch.Generator) -> None:
-        """Reset masked devices to their reset bias plus ``reset_std`` noise (visible units)."""
-        noise = self.params["reset_std"] * torch.randn(self.shape, generator=generator, dtype=self.dtype, device=self.device)
-        target = self.family.clip(self.params["reset_bias"] + noise + self.ref, self.params)
-        self.g = torch.where(mask, target, self.g)
 
     def _redraw_write_noise(self, mask: Tensor, generator: torch.Generator | None) -> None:
         if generator is None:

@@ -201,7 +201,6 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
         status, reason = "interrupted", f"interrupted during epoch {epoch}"
     finally:
         writer.close()
-        last = history[-len(history) and -1:] if history else []
         summary = {
             "status": status,
             "reason": reason,
@@ -209,7 +208,7 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
             "samples_seen": samples_seen,
             "final": [{k: row[k] for k in ("replica", "test_error", "test_loss", "train_loss")} for row in history
                       if row["epoch"] == history[-1]["epoch"]] if history else [],
-            "test_accuracy": (100.0 - last[-1]["test_error"]) if last else None,
+            "test_accuracy": (100.0 - history[-1]["test_error"]) if history else None,
             "wall_seconds": round(time.time() - started, 3),
             "train_seconds": round(train_seconds, 3),
             "seconds_per_60k_samples": round(train_seconds / max(samples_seen, 1) * 60000, 3),
