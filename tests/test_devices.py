@@ -130,3 +130,24 @@ def test_population_replicas_get_their_own_config():
     arr = DeviceArray(cfgs, SHAPE, gen(), population=3)
     torch.testing.assert_close(arr.eps, torch.tensor([0.12, 0.06, 0.03]))
     assert arr.weight.shape == (3, *SHAPE)
+
+
+def test_reset_draws_reset_bias_plus_noise_where_masked():
+    cfg = sb(reset=0.1, reset_dtod=0.05, reset_std=0.02, w_max_dtod=0.2, w_min_dtod=0.2)
+    arr = DeviceArray(cfg, (200, 200), gen())
+    arr.set_weights(torch.full((1, 200, 200), -0.5))
+    before = arr.weight.clone()
+    mask = torch.zeros(1, 200, 200, dtype=torch.bool)
+    mask[..., :100] = True
+    arr.reset(mask, gen(1))
+    assert torch.equal(arr.weight[~mask], before[~mask])
+    dev = (arr.weight - arr.params["reset_bias"])[mask]
+    n = dev.numel()
+    assert dev.mean().item() == pytest.approx(0.0, abs=5 * 0.02 / math.sqrt(n))
+    assert dev.std().item() == pytest.approx(0.02, rel=5 / math.sqrt(2 * n))
+    assert arr.params["reset_bias"].std().item() == pytest.approx(0.05, rel=5 / math.sqrt(2 * 200 * 200))
+
+
+def test_one_sided_config_needs_make_array():
+    with pytest.raises(ValueError, match="make_array"):
+        DeviceArray(sb(one_sided=True, w_min=0.0), SHAPE, gen())

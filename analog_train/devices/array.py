@@ -43,7 +43,9 @@ class DeviceArray:
         mult = {c.mult_noise for c in self.cfgs}
         if len(families) != 1 or len(mult) != 1:
             raise ValueError("all replicas of one array must share device.family and device.mult_noise")
-        self.family: DeviceFamily = get_family(families.pop())
+        if any(c.one_sided for c in self.cfgs):
+            raise ValueError("device.one_sided=true: build the array with make_array (a OneSidedArray of two devices)")
+        self.family: DeviceFamily = get_family(families.pop()).configure(self.cfgs)
         self.mult_noise = mult.pop()
         self.shape = (len(self.cfgs), *shape)
         self.dtype, self.device = dtype, torch.device(device)
@@ -130,6 +132,15 @@ class DeviceArray:
             if bool(n.any()):  # single up pulses leave the first half empty
                 g = self.family.pulses(g, p, n, up, self.mult_noise, gen)
         return g
+
+    def reset(self, mask: Tensor, generator: torch.Generator) -> None:
+        """aihwkit ``resetAtIndices``: where ``mask``, visible weight ``reset_bias + reset_std xi``, clipped."""
+        if not bool(mask.any()):
+            return
+        target = self.params["reset_bias"] + self.params["reset_std"] * sparse_randn(mask, generator, self.dtype)
+        self.g = torch.where(mask, self.family.clip(target + self.ref, self.params), self.g)
+        if self.has_write_noise:
+            self._redraw_write_noise(mask, generator)
 
     def post_step(self, generator: torch.Generator) -> None:
         """Once per optimizer step: lifetime decay toward the reset bias, then diffusion."""

@@ -5,10 +5,16 @@ magnitudes. The shared machinery here turns those into one noisy pulse (the exac
 n same-direction pulses (the fast engine): a closed form for the affine families, whose step is
 ``a + s g``, and sub-stepping for the others. All tensors are ``(P, out, in)``; results are
 clipped to each element's own bounds.
+
+Non-affine families (``pow_step``, ``exp_step``, ``piecewise_step``) apply n pulses in at most
+``MAX_SUBSTEPS`` vectorised sub-steps of m pulses each; a sub-step evaluates the step at the
+trajectory's midpoint (``g + (m - 1)/2 step(g)``), which makes it exact for m = 1 and second order
+in m otherwise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -37,7 +43,11 @@ class DeviceFamily:
         """Noise-free (up, down) step magnitudes at conductance ``g``."""
         raise NotImplementedError
 
-    def noise_scale(self, step: Tensor, a: Tensor, p: Params, mult_noise: bool) -> Tensor:
+    def configure(self, cfgs: list[Any]) -> "DeviceFamily":
+        """The family object an array uses; families with per-array tables return a configured copy."""
+        return self
+
+    def noise_scale(self, g: Tensor, step: Tensor, a: Tensor, p: Params, mult_noise: bool) -> Tensor:
         """Std of one pulse's c2c noise: multiplicative ``s |step|`` or additive ``s a`` (paper Eq. 4)."""
         if mult_noise or not self.affine:
             return p["c2c"] * step.abs()
@@ -49,23 +59,59 @@ class DeviceFamily:
         is_up = sign > 0
         step = torch.where(is_up, up, dn)
         a = torch.where(is_up, p["a_up"], p["a_dn"])
-        noisy = step + self.noise_scale(step, a, p, mult_noise) * torch.randn(g.shape, generator=gen, dtype=g.dtype, device=g.device)
+        noisy = step + self.noise_scale(g, step, a, p, mult_noise) * torch.randn(g.shape, generator=gen, dtype=g.dtype, device=g.device)
         return self.clip(g + sign.to(g.dtype) * noisy, p)
 
+    def step(self, g: Tensor, p: Params, up: bool) -> Tensor:
+        """Noise-free step magnitude of one direction (families override it to skip the other one)."""
+        return self.steps(g, p)[0 if up else 1]
+
     def pulses(self, g: Tensor, p: Params, n: Tensor, up: bool, mult_noise: bool, gen: torch.Generator) -> Tensor:
-        """``n`` (per element) same-direction pulses; sub-stepping, each sub-step m pulses at once."""
+        """``n`` (per element) same-direction pulses in at most ``K = MAX_SUBSTEPS`` midpoint sub-steps.
+
+        Sub-step k applies ``m = floor((n + k) / K)`` pulses at once (the m sum to n): mean
+        ``m step(g_mid)`` with ``g_mid = g + (m - 1)/2 step(g)`` the average position of the m
+        pulses, c2c noise of the m pulses summed (std times ``sqrt(m)``), then the clip. A device
+        with ``n <= K`` thus gets exactly its n single pulses. Devices are sorted by
+        ``min(n, 2K)`` once, so that the devices active in a sub-step (``n >= K - k``), and those
+        that need the midpoint (``m >= 2``, ``n >= 2K - k``), are suffixes: each sub-step costs
+        only as much as the devices it moves.
+        """
         n_max = int(n.max().item()) if n.numel() else 0
         if n_max == 0:
             return g
         k_steps = min(n_max, MAX_SUBSTEPS)
+        shape = g.shape
+        g, n = g.reshape(-1), n.reshape(-1)
+        p = {k: v.reshape(-1) for k, v in p.items()}
+        key, order = torch.sort(torch.clamp(n, max=2 * k_steps).to(torch.uint8))
+        bounds = torch.arange(1, 2 * k_steps + 1, dtype=torch.uint8, device=n.device)
+        start = [0, *torch.searchsorted(key, bounds).tolist()]  # start[t]: first index with n >= t
+        idx = order[start[1]:]
+        gs, ns = g[idx], n[idx]
+        ps = {k: v[idx] for k, v in p.items()}
         direction = 1.0 if up else -1.0
+        a_key = "a_up" if up else "a_dn"
         for k in range(k_steps):
-            m = torch.div(n + k, k_steps, rounding_mode="floor")
-            step = self.steps(g, p)[0 if up else 1]
-            a = p["a_up"] if up else p["a_dn"]
-            std = self.noise_scale(step, a, p, mult_noise) * m.sqrt()
-            g = self.clip(g + direction * (m * step + std * torch.randn(g.shape, generator=gen, dtype=g.dtype, device=g.device)), p)
-        return g
+            lo = start[k_steps - k] - start[1]  # devices with n >= K - k get >= 1 pulse
+            mid = start[min(2 * k_steps - k, 2 * k_steps)] - start[1]  # n >= 2K - k: >= 2 pulses
+            g_k = gs[lo:]
+            p_k = {key_: v[lo:] for key_, v in ps.items()}
+            m = torch.div(ns[lo:] + k, k_steps, rounding_mode="floor")
+            step = self.step(g_k, p_k, up)
+            g_eval = g_k
+            if mid < gs.numel():  # step at the midpoint of the sub-step's m pulses
+                j = mid - lo
+                p_m = {key_: v[j:] for key_, v in p_k.items()}
+                g_mid = self.clip(g_k[j:] + direction * 0.5 * (m[j:] - 1.0) * step[j:], p_m)
+                step = torch.cat([step[:j], self.step(g_mid, p_m, up)])
+                g_eval = torch.cat([g_k[:j], g_mid])
+            std = self.noise_scale(g_eval, step, p_k[a_key], p_k, mult_noise) * m.sqrt()
+            noise = torch.randn(g_k.shape, generator=gen, dtype=g.dtype, device=g.device)
+            gs[lo:] = self.clip(g_k + direction * (m * step + std * noise), p_k)
+        out = g.clone()
+        out[idx] = gs
+        return out.view(shape)
 
     @staticmethod
     def clip(g: Tensor, p: Params) -> Tensor:
@@ -198,13 +244,129 @@ class SoftBounds(AffineFamily):
         return s_up, s_dn
 
 
+class PowStep(DeviceFamily):
+    """aihwkit PowStep: up ``a_up o^gamma_up``, down ``a_dn (1 - o)^gamma_dn``, ``o = (b_max - g)/(b_max - b_min)``.
+
+    The exponents are drawn per device like the step sizes: gain ``1 + pow_gamma_dtod xi``,
+    asymmetry ``pow_up_down_dtod xi`` with the one-sided ``pow_up_down`` bias, times ``pow_gamma``.
+    """
+
+    name = "pow_step"
+    pulse_keys = DeviceFamily.pulse_keys + ("pow_gamma_up", "pow_gamma_dn")
+
+    def draw(self, cfg: Any, p: Params, shape: tuple[int, ...], gen: torch.Generator) -> None:
+        gain = 1.0 + cfg.pow_gamma_dtod * torch.randn(shape, generator=gen, dtype=torch.float64)
+        r = cfg.pow_up_down_dtod * torch.randn(shape, generator=gen, dtype=torch.float64)
+        up = (min(cfg.pow_up_down, 0.0) + gain + r) * cfg.pow_gamma
+        dn = (-max(cfg.pow_up_down, 0.0) + gain - r) * cfg.pow_gamma
+        if cfg.enforce_consistency:
+            up, dn = up.abs(), dn.abs()
+        p["pow_gamma_up"], p["pow_gamma_dn"] = up, dn
+
+    def steps(self, g: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        return self.step(g, p, True), self.step(g, p, False)
+
+    def step(self, g: Tensor, p: Params, up: bool) -> Tensor:
+        span = p["bmax"] - p["bmin"]
+        live = span > 0  # a zero range (stuck device) does not move
+        omega = torch.clamp((p["bmax"] - g) / torch.where(live, span, torch.ones_like(span)), 0.0, 1.0)
+        if up:
+            value = p["a_up"] * omega.pow(p["pow_gamma_up"])
+        else:
+            value = p["a_dn"] * (1.0 - omega).pow(p["pow_gamma_dn"])
+        return torch.where(live, value, torch.zeros_like(g))
+
+
+class ExpStep(DeviceFamily):
+    """aihwkit ExpStep: ``y_up = max(1 - A_up e^{gamma_up z}, 0)``, ``y_dn = max(1 - A_dn e^{-gamma_dn z}, 0)``.
+
+    ``z = 2 a g / (b_max - b_min) + b``. Noise is multiplicative, or aihwkit's "complex noise"
+    ``dw_min_std (|step| + dw_min_std_add + dw_min_std_slope |g|)`` (absolute units), which
+    reduces to the multiplicative form when add and slope are 0.
+    """
+
+    name = "exp_step"
+    pulse_keys = DeviceFamily.pulse_keys + (
+        "es_A_up", "es_A_down", "es_gamma_up", "es_gamma_down", "es_a", "es_b", "std_add", "std_slope",
+    )
+
+    def draw(self, cfg: Any, p: Params, shape: tuple[int, ...], gen: torch.Generator) -> None:
+        # Mean parameters, stored per device so that replicas of a population may differ.
+        for key in ("es_A_up", "es_A_down", "es_gamma_up", "es_gamma_down", "es_a", "es_b"):
+            p[key] = torch.full(shape, float(getattr(cfg, key)), dtype=torch.float64)
+        p["std_add"] = torch.full(shape, float(cfg.dw_min_std_add), dtype=torch.float64)
+        p["std_slope"] = torch.full(shape, float(cfg.dw_min_std_slope), dtype=torch.float64)
+
+    def steps(self, g: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        return self.step(g, p, True), self.step(g, p, False)
+
+    def step(self, g: Tensor, p: Params, up: bool) -> Tensor:
+        span = p["bmax"] - p["bmin"]
+        live = span > 0  # a zero range (stuck device) does not move
+        z = 2.0 * p["es_a"] * g / torch.where(live, span, torch.ones_like(span)) + p["es_b"]
+        if up:
+            value = p["a_up"] * torch.clamp(1.0 - p["es_A_up"] * torch.exp(p["es_gamma_up"] * z), min=0.0)
+        else:
+            value = p["a_dn"] * torch.clamp(1.0 - p["es_A_down"] * torch.exp(-p["es_gamma_down"] * z), min=0.0)
+        return torch.where(live, value, torch.zeros_like(g))
+
+    def noise_scale(self, g: Tensor, step: Tensor, a: Tensor, p: Params, mult_noise: bool) -> Tensor:
+        return p["c2c"] * (step.abs() + p["std_add"] + p["std_slope"] * g.abs())
+
+
+class PiecewiseStep(DeviceFamily):
+    """aihwkit PiecewiseStep: the step is ``a`` times a node table linearly interpolated over ``[b_min, b_max]``.
+
+    The tables are mean parameters shared by all replicas of an array, so the array gets its own
+    configured copy of this family (``configure``) that holds them.
+    """
+
+    name = "piecewise_step"
+
+    def __init__(self, up: Sequence[float] = (1.0,), down: Sequence[float] = (1.0,)) -> None:
+        self.table_up = torch.tensor(list(up), dtype=torch.float64)
+        self.table_dn = torch.tensor(list(down), dtype=torch.float64)
+
+    def configure(self, cfgs: list[Any]) -> "PiecewiseStep":
+        tables = {(tuple(c.piecewise_up), tuple(c.piecewise_down)) for c in cfgs}
+        if len(tables) != 1:
+            raise ValueError("all replicas of one array must share device.piecewise_up and device.piecewise_down")
+        up, down = tables.pop()
+        if len(up) != len(down) or not up:
+            raise ValueError(f"device.piecewise_down: needs as many nodes as device.piecewise_up ({len(up)}), at least 1")
+        return PiecewiseStep(up, down)
+
+    def steps(self, g: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        return self.step(g, p, True), self.step(g, p, False)
+
+    def step(self, g: Tensor, p: Params, up: bool) -> Tensor:
+        return self._interp(g, p, self.table_up if up else self.table_dn) * p["a_up" if up else "a_dn"]
+
+    @staticmethod
+    def _interp(g: Tensor, p: Params, table: Tensor) -> Tensor:
+        table = table.to(dtype=g.dtype, device=g.device)
+        k_max = table.numel() - 1
+        if k_max <= 0:
+            return table[0].expand_as(g)
+        span = p["bmax"] - p["bmin"]
+        live = span > 0
+        q = torch.clamp((g - p["bmin"]) / torch.where(live, span, torch.ones_like(span)) * k_max, min=0.0)
+        k = torch.clamp(torch.floor(q), max=k_max - 1)
+        t = torch.clamp(q - k, max=1.0)
+        k = k.long()
+        value = (1.0 - t) * table[k] + t * table[k + 1]
+        return torch.where(live, value, table[0].expand_as(g))
+
+
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:
     """num/den, and 0 where den is 0 (a device whose reference bound is 0 has no slope)."""
     nonzero = den != 0
     return torch.where(nonzero, num / torch.where(nonzero, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
-FAMILIES: dict[str, DeviceFamily] = {f.name: f for f in (ConstantStep(), LinearStep(), SoftBounds())}
+FAMILIES: dict[str, DeviceFamily] = {
+    f.name: f for f in (ConstantStep(), LinearStep(), SoftBounds(), PowStep(), ExpStep(), PiecewiseStep())
+}
 
 
 def get_family(name: str) -> DeviceFamily:
@@ -214,4 +376,4 @@ def get_family(name: str) -> DeviceFamily:
         raise ValueError(f"device.family={name}: must be one of {', '.join(sorted(FAMILIES))}") from None
 
 
-__all__ = ["DeviceFamily", "AffineFamily", "FAMILIES", "get_family", "Q_MIN"]
+__all__ = ["DeviceFamily", "AffineFamily", "PowStep", "ExpStep", "PiecewiseStep", "FAMILIES", "get_family", "Q_MIN"]

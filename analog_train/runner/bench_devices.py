@@ -1,0 +1,93 @@
+"""``analog-train bench devices``: speed of one mini-batch pulsed update per device family and engine.
+
+Each case times :func:`analog_train.crossbar.pulsed_update.pulsed_update` on a 256 x 784 array
+(the first layer of the FC network) with a batch of 10 MNIST-like samples: x has about 19 % of its
+pixels on (values in (0, 1]), d is Gaussian with the size of a first-layer error. The table gives
+milliseconds per mini-batch, device updates per second (batch x out x in element-samples per
+second) and the fast/exact speed-up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any, Optional
+
+import torch
+
+from analog_train.config import DeviceConfig, UpdateConfig
+from analog_train.crossbar.pulsed_update import pulsed_update
+from analog_train.devices.onesided import make_array
+
+# One representative device per family (aihwkit preset values where one exists; see conf/device/).
+CASES: dict[str, DeviceConfig] = {
+    "constant_step (gokmen_vlasov)": DeviceConfig(family="constant_step", dw_min=0.0016, w_max=1.0, w_min=-1.0),
+    "linear_step (ecram)": DeviceConfig(family="linear_step", dw_min=0.002, w_max=1.1724, w_min=-0.8276,
+                                        gamma_up=0.1153, gamma_down=0.5085, mult_noise=True, w_max_dtod=0.05,
+                                        w_min_dtod=0.05, dw_min_dtod=0.1),
+    "soft_bounds (reram)": DeviceConfig(family="soft_bounds", dw_min=0.002, w_max=1.25, w_min=-0.75, w_max_dtod=0.24,
+                                        w_min_dtod=0.4, dw_min_std=3.75, write_noise_std=56.0),
+    "pow_step": DeviceConfig(family="pow_step", dw_min=0.004, w_max=1.0, w_min=-1.0, pow_gamma=1.5),
+    "exp_step (reram_es)": DeviceConfig(family="exp_step", dw_min=0.00135, up_down=0.259359, w_max=1.0, w_min=-1.0,
+                                        es_a=-0.5, es_b=-0.5, es_gamma_up=5.0, es_gamma_down=5.0, es_A_up=-1.18445,
+                                        es_A_down=-0.081404, dw_min_dtod=0.2, up_down_dtod=0.05, dw_min_std=5.0,
+                                        write_noise_std=75.0),
+    "piecewise_step": DeviceConfig(family="piecewise_step", dw_min=0.002, w_max=1.0, w_min=-1.0,
+                                   piecewise_up=[1.6, 1.3, 1.0, 0.7, 0.4], piecewise_down=[0.4, 0.7, 1.0, 1.3, 1.6]),
+    "one-sided exp_step (pcm)": DeviceConfig(family="exp_step", one_sided=True, dw_min=0.01, w_max=2.0, w_min=0.0,
+                                             es_a=-1.0, es_b=0.0, es_gamma_up=2.5, es_gamma_down=2.5,
+                                             es_A_up=-27.235, es_A_down=-2.235, dw_min_dtod=0.2, up_down_dtod=0.05,
+                                             w_max_dtod=0.1, w_min_dtod=0.0, dw_min_std=0.6, dw_min_std_add=0.042,
+                                             dw_min_std_slope=0.108, reset=0.01, reset_dtod=0.02),
+}
+
+
+def mnist_like_batch(batch: int, n_in: int, n_out: int, gen: torch.Generator, d_scale: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (1, B, in)`` with ~19 % pixels on in (0, 1], ``d (1, B, out)`` Gaussian of std ``d_scale``."""
+    on = torch.rand(1, batch, n_in, generator=gen) < 0.19
+    x = torch.where(on, torch.rand(1, batch, n_in, generator=gen).clamp(min=0.05), torch.zeros(()))
+    d = d_scale * torch.randn(1, batch, n_out, generator=gen)
+    return x, d
+
+
+def time_update(cfg: DeviceConfig, engine: str, shape: tuple[int, int] = (256, 784), batch: int = 10,
+                lr: float = 0.1, min_seconds: float = 1.0, max_reps: int = 50, seed: int = 0) -> float:
+    """Seconds per mini-batch update (median over repeats, after one warm-up)."""
+    gen = torch.Generator().manual_seed(seed)
+    array = make_array(cfg, shape, torch.Generator().manual_seed(seed))
+    update = UpdateConfig(engine=engine)
+    x, d = mnist_like_batch(batch, shape[1], shape[0], gen)
+    pulsed_update(array, x, d, lr, update, gen)  # warm-up
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (time.perf_counter() - start < min_seconds or len(times) < 3):
+        t0 = time.perf_counter()
+        pulsed_update(array, x, d, lr, update, gen)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def run_device_benchmark(shape: tuple[int, int] = (256, 784), batch: int = 10, lr: float = 0.1,
+                         min_seconds: float = 1.0, threads: Optional[int] = None,
+                         cases: Optional[dict[str, Any]] = None) -> dict[str, dict[str, float]]:
+    """Time both engines for every case, print one table, return ``{case: {engine: seconds}}``."""
+    if threads:
+        torch.set_num_threads(threads)
+    cases = cases or CASES
+    n_updates = batch * shape[0] * shape[1]
+    print(f"pulsed update of a {shape[0]}x{shape[1]} array, batch {batch} (MNIST-like x, lr {lr}), "
+          f"torch threads {torch.get_num_threads()}")
+    header = f"{'device':<30} {'exact ms':>9} {'fast ms':>9} {'exact upd/s':>12} {'fast upd/s':>12} {'speed-up':>9}"
+    print(header)
+    print("-" * len(header))
+    results: dict[str, dict[str, float]] = {}
+    for label, cfg in cases.items():
+        sec = {engine: time_update(replace(cfg), engine, shape, batch, lr, min_seconds) for engine in ("exact", "fast")}
+        results[label] = sec
+        print(f"{label:<30} {1e3 * sec['exact']:9.1f} {1e3 * sec['fast']:9.2f} {n_updates / sec['exact']:12.3g} "
+              f"{n_updates / sec['fast']:12.3g} {sec['exact'] / sec['fast']:8.1f}x", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    run_device_benchmark()
