@@ -2,6 +2,9 @@
 
     analog-train algo=sgd device=softbounds      # Hydra: one run (or -m for a sweep)
     analog-train bench --samples 6000            # typer subcommand
+    analog-train devices plot softbounds         # typer sub-app (devices list/show/plot/fit)
+    analog-train experiment=weight_programming   # a paper experiment (Hydra; conf/experiment/)
+    analog-train figures                         # every paper figure into figures/
 """
 
 from __future__ import annotations
@@ -29,13 +32,23 @@ app = typer.Typer(help="analog-train subcommands (anything else is a Hydra run: 
 
 @app.command()
 def bench(
+    target: str = typer.Argument("network", help="network: train FC on MNIST per algorithm; "
+                                 "devices: one mini-batch update per device family and engine"),
     samples: int = typer.Option(6000, help="MNIST training samples per algorithm"),
     batch_size: int = typer.Option(10, help="mini-batch size"),
     exact: bool = typer.Option(True, help="also time sgd on the exact engine"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
     data_root: Optional[str] = typer.Option(None, help="folder with the MNIST files (data.root)"),
 ) -> None:
-    """Train the FC network on MNIST with fp and analog algorithms; print s per 60k samples and ratios to fp."""
+    """Speed: s per 60k MNIST samples per algorithm and ratios to fp (or device updates per second)."""
+    if target == "devices":
+        from analog_train.runner.bench_devices import run_device_benchmark
+
+        run_device_benchmark(threads=threads)
+        return
+    if target != "network":
+        typer.echo(f"error: bench target {target!r} unknown (allowed: network, devices)", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR)
     from analog_train.runner.bench import run_benchmark
 
     run_benchmark(samples=samples, batch_size=batch_size, exact=exact, threads=threads, data_root=data_root)
@@ -65,7 +78,47 @@ def cost(
     typer.echo(format_cost_table(cost_table(assumptions)))
 
 
-SUBCOMMANDS = {"bench", "cost"}
+@app.command()
+def figures(
+    out: Path = typer.Option(Path("figures"), help="folder for PNG, PDF and the CSV behind each figure"),
+    paper_scale: bool = typer.Option(False, "--paper-scale", help="experiment.scale=paper (hours, not minutes)"),
+    smoke: bool = typer.Option(False, "--smoke", help="tiny grids and few samples (seconds; for tests)"),
+    only: Optional[str] = typer.Option(None, help="comma-separated subset of fig2,fig3,fig4,fig6,table1"),
+) -> None:
+    """Regenerate the paper's figures (Figs. 2, 3, 4, 6 and Table 1) at reduced or paper scale."""
+    from analog_train.figures import make_figures
+
+    try:
+        make_figures(out, paper_scale=paper_scale, smoke=smoke, only=only.split(",") if only else None,
+                     log=typer.echo)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+
+
+@app.command()
+def plot(
+    figure: str = typer.Argument(..., help="fig2 | fig3 | fig4 | fig6 | table1"),
+    csv: Path = typer.Argument(..., exists=True, dir_okay=False, help="the CSV an experiment or `figures` wrote"),
+    out: Optional[Path] = typer.Option(None, help="output path without suffix (default: next to the CSV)"),
+) -> None:
+    """Redraw one figure from an existing CSV (no simulation)."""
+    from analog_train.figures import plotter
+
+    try:
+        draw = plotter(figure)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    files = draw(csv, out if out is not None else csv.with_suffix(""))
+    typer.echo("wrote " + ", ".join(str(p) for p in files))
+
+
+from analog_train.devices_cli import devices_app  # noqa: E402
+
+app.add_typer(devices_app, name="devices")
+
+SUBCOMMANDS = {"bench", "cost", "devices", "figures", "plot"}
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -81,6 +134,14 @@ def run(cfg: DictConfig) -> Optional[str]:
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
+    if cfg.experiment.name != "train":  # a paper experiment (SPEC 7), not the train loop
+        from analog_train.runner.experiment import run_experiment
+
+        summary = run_experiment(cfg, out_dir)
+        print(f"{summary['status']}: experiment {cfg.experiment.name} -> {out_dir}")
+        if summary["status"] == "interrupted" and hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(EXIT_INTERRUPTED)
+        return summary["status"]
     try:
         result = train(cfg, out_dir)
     except DataError as err:

@@ -9,7 +9,7 @@ Field names follow aihwkit wherever the concept exists there.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -92,6 +92,7 @@ class DeviceConfig:
     one_sided: bool = False
     refresh_upper_thres: float = 0.75
     refresh_lower_thres: float = 0.25
+    refresh_every: int = 1  # optimizer steps between refresh checks (0 = never)
 
 
 @dataclass
@@ -146,6 +147,9 @@ class AlgoConfig:
     transfer_io: IOConfig = field(
         default_factory=lambda: IOConfig(noise_management="none", bound_management="none")
     )
+    # Overrides of the device config for the slow array C (W); A uses the device config as is.
+    # E.g. {w_max_dtod: 0, w_min_dtod: 0} for the paper's Fig. 4 (sigma_b = 0 on W only).
+    device_c: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -177,6 +181,41 @@ class TrainConfig:
 
 
 @dataclass
+class ExperimentConfig:
+    """A paper experiment (SPEC 7). ``name`` picks the runner; ``train`` is the ordinary train loop.
+
+    One schema for all experiments keeps the ``experiment/`` YAML files small diffs; each runner
+    reads only the fields it needs. ``paper`` holds the overrides that ``scale=paper`` applies.
+    """
+
+    name: str = "train"
+    scale: str = "reduced"
+    paper: dict[str, Any] = field(default_factory=dict)
+    algos: list[str] = field(default_factory=lambda: ["sgd", "ttv2", "cttv2", "agad"])
+    size: int = 20
+    target_std: float = 0.3
+    samples: int = 4000
+    log_every: int = 1000
+    lr: float = 0.1
+    seeds: int = 3
+    n_states: list[int] = field(default_factory=lambda: [10, 20, 40, 80, 160])
+    reference_std: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.5])
+    bounds: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    response_pulses: int = 200
+    # Overrides of every algo config (e.g. the paper's fixed eta_A and gamma_0), of the device of
+    # the fast array A (and of in-memory SGD's array) and, on top of those, of the weight array C.
+    algo_overrides: dict[str, Any] = field(default_factory=dict)
+    fast_device: dict[str, Any] = field(default_factory=dict)
+    weight_device: dict[str, Any] = field(default_factory=dict)
+    # toy_mechanism
+    alpha: float = 0.4
+    reference_offsets: list[float] = field(default_factory=lambda: [0.0, -0.8])
+
+
+EXPERIMENTS = ("train", "weight_programming", "asymmetry", "toy_mechanism")
+
+
+@dataclass
 class Config:
     algo: AlgoConfig = MISSING
     device: DeviceConfig = MISSING
@@ -191,6 +230,7 @@ class Config:
     threads: Optional[int] = None
     progress: bool = True
     plot: bool = False
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
 
 def register_configs() -> None:
@@ -242,11 +282,17 @@ def validate_device(dev: Any, prefix: str = "device") -> None:
     _check(-1 < g("up_down") < 1, f"{prefix}.up_down", g("up_down"), "must be in (-1, 1)")
     _check(g("pow_gamma") > 0, f"{prefix}.pow_gamma", g("pow_gamma"), "must be > 0")
     up, down = list(g("piecewise_up")), list(g("piecewise_down"))
-    _check(len(up) == len(down) and len(up) >= 1, f"{prefix}.piecewise_down", down,
+    _check(len(up) >= 1, f"{prefix}.piecewise_up", up, "must have at least 1 node")
+    _check(len(up) == len(down), f"{prefix}.piecewise_down", down,
            f"must have the same length as {prefix}.piecewise_up ({len(up)} nodes)")
     _check(all(v >= 0 for v in up + down), f"{prefix}.piecewise_up", up, "node values must be >= 0")
     _check(0 < g("refresh_lower_thres") < g("refresh_upper_thres") <= 1, f"{prefix}.refresh_upper_thres",
            g("refresh_upper_thres"), "need 0 < refresh_lower_thres < refresh_upper_thres <= 1")
+    _check(g("refresh_every") >= 0, f"{prefix}.refresh_every", g("refresh_every"), "must be an integer >= 0 (0 = never)")
+    for name in ("dw_min_std_add", "dw_min_std_slope"):
+        _check(_finite(g(name)) and g(name) >= 0, f"{prefix}.{name}", g(name), "must be >= 0")
+    for name in ("es_A_up", "es_A_down", "es_gamma_up", "es_gamma_down", "es_a", "es_b"):
+        _check(_finite(g(name)), f"{prefix}.{name}", g(name), "must be a finite number")
 
 
 def validate_io(io: Any, prefix: str = "io") -> None:
@@ -285,6 +331,23 @@ def validate_algo(algo: Any, prefix: str = "algo") -> None:
     if algo.name == "agad":
         _check(algo.in_chop_prob > 0, f"{prefix}.in_chop_prob", algo.in_chop_prob, "must be > 0 for agad (it sets the chopper period)")
     validate_io(algo.transfer_io, f"{prefix}.transfer_io")
+    _check(algo.transfer_io.inp_noise == 0, f"{prefix}.transfer_io.inp_noise", algo.transfer_io.inp_noise,
+           "must be 0 (transfer reads are one-hot column reads)")
+    known = {f.name for f in fields(DeviceConfig)}
+    for key in algo.device_c:
+        _check(key in known, f"{prefix}.device_c.{key}", algo.device_c[key], "is not a device config key")
+
+
+TRANSFER_ALGORITHMS = ("ttv2", "cttv2", "agad")
+
+
+def validate_algo_device(algo: Any, dev: Any, prefix: str = "algo") -> None:
+    """Combinations that cannot work: a one-sided (potentiation-only) cell as A of a transfer algorithm."""
+    if algo.name in TRANSFER_ALGORITHMS and getattr(dev, "one_sided", False):
+        raise ConfigError(
+            f"{prefix}.name={algo.name} with device.one_sided=true: A must be pulsed up and down and decay to "
+            f"its symmetry point; {'/'.join(TRANSFER_ALGORITHMS)} work with bidirectional devices "
+            "(device.one_sided=false), one-sided devices only with algo=sgd or fp")
 
 
 def validate_model(model: Any, prefix: str = "model") -> None:
@@ -315,6 +378,19 @@ def validate_train(train: Any, prefix: str = "train") -> None:
            train.max_train_seconds, "must be > 0 or null")
 
 
+def validate_experiment(exp: Any, prefix: str = "experiment") -> None:
+    _check(exp.name in EXPERIMENTS, f"{prefix}.name", exp.name, f"must be one of {', '.join(EXPERIMENTS)}")
+    _check(exp.scale in ("reduced", "paper"), f"{prefix}.scale", exp.scale, "must be one of reduced, paper")
+    _check(all(a in ANALOG_ALGORITHMS for a in exp.algos), f"{prefix}.algos", list(exp.algos),
+           f"must be analog algorithms ({', '.join(ANALOG_ALGORITHMS)})")
+    for name in ("size", "samples", "log_every", "seeds", "response_pulses"):
+        _check(getattr(exp, name) >= 1, f"{prefix}.{name}", getattr(exp, name), "must be an integer >= 1")
+    _check(exp.lr > 0 and exp.target_std > 0, f"{prefix}.lr", exp.lr, "lr and target_std must be > 0")
+    _check(all(n >= 1 for n in exp.n_states), f"{prefix}.n_states", list(exp.n_states), "must be >= 1")
+    _check(all(s >= 0 for s in exp.reference_std), f"{prefix}.reference_std", list(exp.reference_std), "must be >= 0")
+    _check(all(b > 0 for b in exp.bounds), f"{prefix}.bounds", list(exp.bounds), "must be > 0")
+
+
 VALIDATORS: dict[str, Callable[[Any, str], None]] = {
     "device": validate_device,
     "io": validate_io,
@@ -323,6 +399,7 @@ VALIDATORS: dict[str, Callable[[Any, str], None]] = {
     "model": validate_model,
     "data": validate_data,
     "train": validate_train,
+    "experiment": validate_experiment,
 }
 
 
@@ -332,6 +409,8 @@ def validate(cfg: DictConfig) -> None:
         node = cfg[key] if key in cfg else None
         if node is not None:
             check(node, key)
+    if "algo" in cfg and "device" in cfg:
+        validate_algo_device(cfg.algo, cfg.device)
     _check(cfg.torch_device == "cpu" or cfg.torch_device.startswith("cuda"), "torch_device", cfg.torch_device,
            "must be cpu or cuda[:N]")
     _check(cfg.threads is None or cfg.threads >= 1, "threads", cfg.threads, "must be >= 1 or null")

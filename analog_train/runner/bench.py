@@ -22,6 +22,9 @@ CASES: list[tuple[str, list[str]]] = [
     ("fp", ["algo=fp"]),
     ("sgd (fast)", ["algo=sgd", "update.engine=fast"]),
     ("sgd (exact)", ["algo=sgd", "update.engine=exact"]),
+    ("ttv2", ["algo=ttv2"]),
+    ("cttv2", ["algo=cttv2"]),
+    ("agad", ["algo=agad"]),
 ]
 
 

@@ -1,0 +1,56 @@
+"""AGAD, analog gradient accumulation with dynamic reference (paper Eqs. 12-13, Supp. Alg. 3;
+aihwkit ``DynamicTransferCompound``).
+
+Choppers as in c-TTv2, but regular by default: column k flips after every ``N = max(ceil(1 /
+in_chop_prob), 2)`` reads (plus randomly with ``in_chop_random``). Instead of a reference array the
+read of column k is compared with a digital reference ``p_ref``:
+
+    if column k flipped since its last read:  p_ref[:, k] <- p[:, k]
+    H[:, k] += lr_scale c_k (v - p_ref[:, k])
+    p[:, k] <- (1 - beta) p[:, k] + beta v,      beta = min(tail_weightening / N, 1)
+
+``p`` is a leaky mean of the raw reads, so ``p_ref`` is A's value at the end of the previous chopper
+period: after a flip A accumulates in the opposite direction from there, and device offsets and the
+SP drop out. Writes to C start after one full chopper period (N passes over the columns); before
+that ``p_ref`` is still 0. ``v`` is the read of A as the other algorithms see it (``A - R``, as in
+the paper's simulations); any static R cancels in ``v - p_ref``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from analog_train.algorithms.transfer import TransferCompound, chopper_period, regular_flips
+
+
+class AGAD(TransferCompound):
+    """AGAD: regular choppers, running mean ``p`` and past mean ``p_ref`` per element."""
+
+    def __init__(self, algo: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(algo, *args, **kwargs)
+        self.period = chopper_period(algo.in_chop_prob)
+        self.beta = min(algo.tail_weightening / self.period, 1.0)
+        self.p = torch.zeros_like(self.H)  # running mean of the reads (aihwkit running_mean)
+        self.p_ref = torch.zeros_like(self.H)  # reference of the current chopper period (past_mean)
+        self.switched = torch.zeros_like(self.c_in, dtype=torch.bool)  # flipped since the last read
+
+    def in_chopper_flips(self, passes: Tensor) -> Tensor:
+        n_p = self.c_in.shape[0]
+        flips = regular_flips(passes, self.period, n_p)
+        if self.cfg.in_chop_random:
+            flips = flips | (torch.rand((n_p, passes.numel()), generator=self.generator, device=passes.device)
+                             < self.cfg.in_chop_prob)
+        return flips
+
+    def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
+        p_ref = torch.where(self.switched[:, cols].unsqueeze(1), self.p[:, :, cols], self.p_ref[:, :, cols])
+        self.p_ref[:, :, cols] = p_ref
+        self.p[:, :, cols] = (1.0 - self.beta) * self.p[:, :, cols] + self.beta * v
+        self.switched[:, cols] = flips if flips is not None else False
+        return lr_scale * sign * (v - p_ref)
+
+    def write_allowed(self, passes: Tensor) -> Tensor:
+        return passes >= self.period

@@ -1,0 +1,349 @@
+"""Machinery shared by the transfer algorithms TTv2, c-TTv2 and AGAD (SPEC 4; aihwkit 3.4, 3.5).
+
+Two analog arrays of the same shape: **A** (fast; receives the chopped pulsed update of every
+sample) and **C** (slow; its visible weight is the layer's weight W), a digital buffer **H** with
+threshold 1, input choppers ``c_in`` and output choppers ``c_out``, and a transfer schedule: every
+``transfer_every`` samples each input tile reads its next column of A through the transfer
+periphery, the algorithm turns the read into buffer increments (:meth:`accumulate`), and where
+``|H| >= 1`` C gets ``clamp(trunc(H), -BLT, BLT)`` single pulses and H is forgotten.
+
+Per-sample semantics, vectorised per mini-batch (aihwkit's GPU "chopped weight output" order):
+
+* ``transfer_every`` counts samples (aihwkit ``units_in_mbatch=False``, the default of the
+  Chopped/Dynamic compounds and of every TTv2/c-TTv2/AGAD preset). With batch 10 and
+  ``transfer_every=1`` a mini-batch therefore reads 10 columns per input tile.
+* The chopper flips of a mini-batch do not depend on the data, so they are drawn first; every
+  sample is pulsed with the chopper signs it would see in a sample-by-sample loop (a flip after
+  the read at sample b applies from sample b+1 on).
+* A read at sample b must see A after sample b's update. A device only changes through its own
+  pulses, so the fast engine applies the batch's counts of a read column up to sample b, takes
+  the column, and then applies all remaining counts of the batch; the exact engine runs the
+  samples between reads one after another. Both give the column exactly as a per-sample loop.
+* Reads are processed in time order; the C writes of a mini-batch are applied together at its end
+  (they touch C only, which no read of the batch looks at).
+
+Large layers are split into input tiles of at most ``transfer_io.max_input_size`` columns, as
+aihwkit splits them into separate compounds: each tile has its own column pointer, and a
+transfer event reads one column of every tile. Output choppers are one vector per layer and flip
+(with probability ``out_chop_prob`` per element) when the first tile completes a pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from analog_train.algorithms.base import AnalogAlgorithm
+from analog_train.crossbar.io import analog_mvm, split_sizes
+from analog_train.crossbar.pulsed_update import pulse_trains, pulsed_update
+from analog_train.devices.array import DeviceArray
+
+
+@dataclass
+class Reads:
+    """The column reads of one mini-batch in time order (transfer event, then input tile); each ``(R,)``."""
+
+    sample: Tensor  # index in the batch after whose update the column is read
+    col: Tensor  # global column index
+    passes: Tensor  # completed passes of the column's tile before this read (aihwkit's P)
+    size: Tensor  # in-size of the column's tile (enters lr_scale)
+    phase: Tensor  # earlier reads of the same column in this batch (0 unless a tile is short)
+    pass_end: Tensor  # last column of the first tile: where the output choppers may flip
+    events: int  # transfer events in the batch
+
+    def __len__(self) -> int:
+        return int(self.col.numel())
+
+
+class TransferCompound(AnalogAlgorithm):
+    """A, C, H, choppers and the column-transfer schedule; subclasses define the buffer rule."""
+
+    choppers = True  # False: in_chop_prob and out_chop_prob are ignored (TTv2)
+
+    def __init__(
+        self,
+        algo: Any,
+        devices_a: Any,
+        devices_c: Any,
+        shape: tuple[int, int],
+        update_cfg: Any,
+        construction_generator: torch.Generator,
+        run_generator: torch.Generator,
+        population: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.cfg = algo
+        self.update_cfg = update_cfg
+        self.generator = run_generator
+        self.A = DeviceArray(devices_a, shape, construction_generator, population=population, device=device)
+        self.C = DeviceArray(devices_c, shape, construction_generator, population=population, device=device)
+        n_p, n_out, n_in = self.A.shape
+        dt, dev = self.A.dtype, self.A.device
+        self.H = torch.zeros(self.A.shape, dtype=dt, device=dev)
+        self.c_in = torch.ones((n_p, n_in), dtype=dt, device=dev)
+        self.c_out = torch.ones((n_p, n_out), dtype=dt, device=dev)
+        sizes = split_sizes(n_in, algo.transfer_io.max_input_size)
+        self.tile_size = torch.tensor(sizes, device=dev)
+        self.tile_start = torch.tensor([0, *sizes[:-1]], device=dev).cumsum(0)
+        self.samples = 0  # samples seen (aihwkit's mat-vec counter)
+        self.events = 0  # transfer events so far: every tile's pointer is events % size
+        self.m_x = torch.zeros(n_p, dtype=dt, device=dev)  # auto_scale running max|x|
+        self.m_d = torch.zeros(n_p, dtype=dt, device=dev)  # auto_scale running max|d|
+        self.eta_a = torch.zeros(n_p, dtype=dt, device=dev)  # last fast-array learning rate
+        self.last_reads: Reads | None = None  # hooks for traces: the reads of the last update ...
+        self.last_values: Tensor | None = None  # ... and their values through the periphery (P, out, R)
+
+    # -- what a subclass defines -----------------------------------------------------------------
+    def in_chopper_flips(self, passes: Tensor) -> Tensor | None:
+        """Whether each replica flips the input chopper of the column just read, ``(P, R)`` bool; None: never."""
+        return None
+
+    def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
+        """Buffer increments of distinct columns ``cols`` from their reads ``v (P, out, R)``.
+
+        ``sign`` is ``c_in[k] c_out[i]`` at the read, ``lr_scale (P, 1, R)``, ``flips`` whether the
+        chopper of the column flips after this read.
+        """
+        raise NotImplementedError
+
+    def write_allowed(self, passes: Tensor) -> Tensor | bool:
+        """Whether a threshold crossing may write to C at a read in pass ``passes`` (AGAD warms up)."""
+        return True
+
+    # -- AnalogAlgorithm -------------------------------------------------------------------------
+    @property
+    def weight(self) -> Tensor:
+        return self.C.weight
+
+    @property
+    def fast_weight(self) -> Tensor:
+        """A as the transfer reads it, (A - R) without read noise, ``(P, out, in)``."""
+        return self.A.weight
+
+    def set_weights(self, w: Tensor) -> None:
+        """aihwkit ``set_weights``: C = W, A = 0 (at its reference), buffers and counters untouched."""
+        self.C.set_weights(w, self.generator)
+        self.A.set_weights(torch.zeros_like(self.A.g), self.generator)
+
+    def post_step(self) -> None:
+        self.A.post_step(self.generator)
+        self.C.post_step(self.generator)
+
+    def pulse_counts(self) -> dict[str, Tensor]:
+        return {"A": self.A.pulse_count, "C": self.C.pulse_count}
+
+    def update(self, x: Tensor, d: Tensor, lr: float) -> None:
+        reads = self._schedule(x.shape[1])
+        flips_in = self.in_chopper_flips(reads.passes) if len(reads) else None
+        flips_out = self._out_chopper_flips(reads)
+        x, sign_in = self._chop_inputs(x, reads, flips_in)
+        d, sign_out = self._chop_outputs(d, reads, flips_out)
+        eta = self._fast_lr(x, d)
+        columns = self._update_fast_array(x, d, eta, reads)
+        self.samples += x.shape[1]
+        self.events += reads.events
+        self.last_reads, self.last_values = reads, None
+        if not len(reads):
+            return
+        v = self._transfer_read(columns)
+        self.last_values = v
+        scale = lr * reads.size.to(v.dtype) * self.cfg.transfer_every / (
+            self.cfg.auto_granularity * self.cfg.buffer_granularity)
+        lr_scale = (scale.view(1, -1) / self.A.eps.view(-1, 1)).unsqueeze(1)  # (P, 1, R)
+        sign = sign_in.unsqueeze(1) * sign_out.transpose(1, 2)  # (P, out, R)
+        steps = torch.empty_like(v)
+        n_phases = int(reads.phase.max()) + 1
+        for phase in range(n_phases):  # one pass unless a tile is shorter than the batch's reads
+            idx = (torch.arange(len(reads), device=v.device) if n_phases == 1
+                   else (reads.phase == phase).nonzero().squeeze(1))
+            steps[:, :, idx] = self._buffer_step(
+                reads.col[idx], reads.passes[idx], v[:, :, idx], sign[:, :, idx], lr_scale[:, :, idx],
+                None if flips_in is None else flips_in[:, idx])
+        self._write_slow_array(steps, reads.col)
+
+    def _buffer_step(self, cols: Tensor, passes: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor,
+                     flips: Tensor | None) -> Tensor:
+        """Reads of distinct columns into H; threshold transfer; returns the C steps ``(P, out, R)``.
+
+        Where ``|H| >= 1``: ``n = clamp(trunc(H), -BLT, BLT)`` and H is forgotten (``H <- momentum H``)
+        or, with ``forget_buffer=false``, reduced by ``(1 - momentum) n``.
+        """
+        cfg = self.cfg
+        h = self.H[:, :, cols] + self.accumulate(cols, v, sign, lr_scale, flips)
+        blt = float(cfg.transfer_desired_bl)
+        n = torch.where(h.abs() >= 1, torch.clamp(torch.trunc(h), -blt, blt), torch.zeros_like(h))
+        if cfg.forget_buffer:
+            h = torch.where(n != 0, cfg.momentum * h, h)
+        else:
+            h = h - (1.0 - cfg.momentum) * n
+        self.H[:, :, cols] = h
+        return n * self.write_allowed(passes)
+
+    # -- the steps of one mini-batch -------------------------------------------------------------
+    def _schedule(self, batch: int) -> Reads:
+        """Which samples of the batch end with a transfer event, and which column each tile reads."""
+        dev = self.tile_size.device
+        b = torch.arange(batch, device=dev)
+        at = b[(self.samples + b + 1) % self.cfg.transfer_every == 0]  # (n_ev,)
+        e = self.events + torch.arange(at.numel(), device=dev)  # global event index
+        size = self.tile_size.view(1, -1)
+        local = e.view(-1, 1) % size  # (n_ev, n_tiles)
+        return Reads(
+            sample=at.view(-1, 1).expand_as(local).reshape(-1),
+            col=(self.tile_start.view(1, -1) + local).reshape(-1),
+            passes=(e.view(-1, 1) // size).reshape(-1),
+            size=size.expand_as(local).reshape(-1),
+            phase=((e.view(-1, 1) - self.events) // size).reshape(-1),
+            pass_end=((local == size - 1) & (torch.arange(size.shape[1], device=dev) == 0)).reshape(-1),
+            events=int(at.numel()),
+        )
+
+    def _out_chopper_flips(self, reads: Reads) -> Tensor | None:
+        """Per read and output, whether ``c_out`` flips after it, ``(P, R, out)``; None if never."""
+        p = self.cfg.out_chop_prob
+        if not self.choppers or p <= 0 or not bool(reads.pass_end.any()):
+            return None
+        n_p, n_out = self.c_out.shape
+        draw = torch.rand((n_p, len(reads), n_out), generator=self.generator, device=self.c_out.device) < p
+        return draw & reads.pass_end.view(1, -1, 1)
+
+    def _chop_inputs(self, x: Tensor, reads: Reads, flips: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``x`` with each sample's input chopper signs, and ``c_in[k]`` at every read ``(P, R)``."""
+        n_p = x.shape[0]
+        if flips is None or not bool(flips.any()):
+            if bool((self.c_in == 1).all()):
+                return x, x.new_ones((n_p, len(reads)))
+            return x * self.c_in.unsqueeze(1), self.c_in[:, reads.col]
+        toggles = torch.zeros_like(x)
+        toggles.index_put_((torch.arange(n_p, device=x.device).view(-1, 1), reads.sample.view(1, -1),
+                            reads.col.view(1, -1)), flips.to(x.dtype), accumulate=True)
+        signs = self._signs(self.c_in, toggles)
+        self.c_in = self.c_in * (1 - 2 * (toggles.sum(1) % 2))
+        return x * signs, signs[:, reads.sample, reads.col]
+
+    def _chop_outputs(self, d: Tensor, reads: Reads, flips: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``d`` with each sample's output chopper signs, and ``c_out`` at every read ``(P, R, out)``."""
+        n_p, _, n_out = d.shape
+        if flips is None or not bool(flips.any()):
+            if bool((self.c_out == 1).all()):
+                return d, d.new_ones((n_p, len(reads), n_out))
+            return d * self.c_out.unsqueeze(1), self.c_out.unsqueeze(1).expand(-1, len(reads), -1)
+        toggles = torch.zeros_like(d)
+        toggles.index_add_(1, reads.sample, flips.to(d.dtype))
+        signs = self._signs(self.c_out, toggles)
+        self.c_out = self.c_out * (1 - 2 * (toggles.sum(1) % 2))
+        return d * signs, signs[:, reads.sample]
+
+    @staticmethod
+    def _signs(start: Tensor, toggles: Tensor) -> Tensor:
+        """Chopper sign of every sample ``(P, B, n)``: flips at sample b act from sample b + 1 on."""
+        before = toggles.cumsum(1) - toggles
+        return start.unsqueeze(1) * (1 - 2 * (before % 2))
+
+    def _fast_lr(self, x: Tensor, d: Tensor) -> Tensor:
+        """``eta_A (P, 1)``: ``fast_lr`` or, with ``auto_scale``, ``fast_lr BL eps_A / (m_x m_d)`` (paper Eq. 15).
+
+        The running averages are updated once per mini-batch from the batch mean of the per-sample
+        abs-max (aihwkit GPU), before use (aihwkit CPU order); the first non-zero value initialises
+        them. The optimizer's lr does not scale ``eta_A`` (aihwkit ``scale_fast_lr=False``).
+        """
+        cfg = self.cfg
+        if not cfg.auto_scale:
+            self.eta_a = torch.full_like(self.m_x, cfg.fast_lr)
+            return self.eta_a.view(-1, 1)
+        keep = 1.0 - cfg.auto_momentum
+        for name, v in (("m_x", x), ("m_d", d)):
+            m = getattr(self, name)
+            mx = v.abs().amax(-1).mean(1)
+            new = torch.where(m > 0, m + keep * (mx - m), mx)
+            setattr(self, name, torch.where(mx > 0, new, m))
+        scale = self.m_x * self.m_d
+        eta = cfg.fast_lr * self.update_cfg.desired_bl * self.A.eps
+        self.eta_a = torch.where(scale > 0, eta / torch.where(scale > 0, scale, 1.0), eta)
+        return self.eta_a.view(-1, 1)
+
+    def _update_fast_array(self, x: Tensor, d: Tensor, eta: Tensor, reads: Reads) -> Tensor:
+        """Pulse A with every sample; return each read's column of A after its sample, ``(P, out, R)``."""
+        a = self.A
+        if not len(reads):
+            pulsed_update(a, x, d, eta, self.update_cfg, self.generator)
+            return x.new_zeros((x.shape[0], a.shape[1], 0))
+        columns = x.new_empty((x.shape[0], a.shape[1], len(reads)))
+        if self.update_cfg.engine == "exact":
+            start = 0
+            for b in torch.unique(reads.sample).tolist():
+                pulsed_update(a, x[:, start:b + 1], d[:, start:b + 1], eta, self.update_cfg, self.generator)
+                at = (reads.sample == b).nonzero().squeeze(1)
+                columns[:, :, at] = a.weight[:, :, reads.col[at]]
+                start = b + 1
+            if start < x.shape[1]:
+                pulsed_update(a, x[:, start:], d[:, start:], eta, self.update_cfg, self.generator)
+            return columns
+
+        trains = pulse_trains(x, d, eta, a.eps, self.update_cfg, self.generator)
+        if trains.bx.shape[2] == 0:
+            return a.weight[:, :, reads.col]
+        n_up, n_dn = trains.up_down_counts()
+        # Per-sample counts of the read columns, summed up to each sample: (P, B, out, R).
+        bx = trains.bx[..., reads.col]
+        sx = bx * trains.sign_x[..., reads.col].unsqueeze(2)
+        sd = trains.bd * trains.sign_d.unsqueeze(2)
+        total = torch.einsum("pbto,pbtr->pbor", trains.bd, bx).cumsum(1)
+        signed = torch.einsum("pbto,pbtr->pbor", sd, sx).cumsum(1)
+        r = torch.arange(len(reads), device=x.device)
+        total, signed = total[:, reads.sample, :, r], signed[:, reads.sample, :, r]  # (R, P, out)
+        done_up, done_dn = torch.zeros_like(n_up), torch.zeros_like(n_dn)
+        for phase in range(int(reads.phase.max()) + 1):
+            idx = (reads.phase == phase).nonzero().squeeze(1)
+            cols = reads.col[idx]
+            up = (0.5 * (total[idx] - signed[idx])).permute(1, 2, 0) - done_up[:, :, cols]
+            dn = (0.5 * (total[idx] + signed[idx])).permute(1, 2, 0) - done_dn[:, :, cols]
+            seg_up, seg_dn = torch.zeros_like(n_up), torch.zeros_like(n_dn)
+            seg_up[:, :, cols], seg_dn[:, :, cols] = up, dn
+            a.apply_counts(seg_up, seg_dn, self.generator)
+            done_up += seg_up
+            done_dn += seg_dn
+            columns[:, :, idx] = a.weight[:, :, cols]
+        a.apply_counts(n_up - done_up, n_dn - done_dn, self.generator)
+        return columns
+
+    def _transfer_read(self, columns: Tensor) -> Tensor:
+        """Read columns ``(P, out, R)`` of A through the transfer periphery (noise + ADC, no NM/BM).
+
+        Numerically the one-hot MVM of aihwkit's ``transfer_forward``: with no input noise the other
+        inputs of the tile are exact zeros, so reading a one-column tile with input 1 is the same.
+        """
+        n_p, n_out, n_r = columns.shape
+        w = columns.permute(0, 2, 1).reshape(n_p * n_r, n_out, 1)
+        ones = w.new_ones((n_p * n_r, 1, 1))
+        v = analog_mvm(w, ones, self.cfg.transfer_io, self.generator, bound_management=False)
+        return v.view(n_p, n_r, n_out).permute(0, 2, 1)
+
+    def _write_slow_array(self, steps: Tensor, cols: Tensor) -> None:
+        """``|n|`` single pulses of sign(n) on C at each read column, ``steps (P, out, R)``."""
+        if not bool((steps != 0).any()):
+            return
+        c = self.C
+        up = torch.zeros_like(c.g).index_add_(2, cols, steps.clamp(min=0))
+        dn = torch.zeros_like(c.g).index_add_(2, cols, (-steps).clamp(min=0))
+        if self.update_cfg.engine == "exact":
+            for r in range(1, int(torch.maximum(up, dn).max()) + 1):
+                for sign, count in ((1.0, up), (-1.0, dn)):
+                    if bool((count >= r).any()):
+                        c.pulse_once(sign * (count >= r).to(count.dtype), self.generator)
+        else:
+            c.apply_counts(up, dn, self.generator)
+
+
+def regular_flips(passes: Tensor, period: int, n_p: int) -> Tensor:
+    """Regular chopper: column k flips at its read in the last pass of every ``period`` passes, ``(P, R)``."""
+    return ((passes % period) + 1 == period).view(1, -1).expand(n_p, -1)
+
+
+def chopper_period(in_chop_prob: float) -> int:
+    """``N = max(ceil(1 / in_chop_prob), 2)`` reads (aihwkit ``getNumInChopSamples``)."""
+    return max(math.ceil(1.0 / in_chop_prob), 2) if in_chop_prob > 0 else 2
