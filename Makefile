@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export ANALOG_TRAIN_DATA ?= $(abspath ../shared/data)
 
-.PHONY: help install run test test-slow bench clean
+.PHONY: help install run test test-slow figures bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: install  ## the default test suite (under 10 minutes on 2 cores)
 
 test-slow: install  ## the slow tier (long training runs)
 	$(BIN)/pytest -q -m slow
+
+figures: install  ## paper Figs. 2, 3, 4, 6 and Table 1 (PNG, PDF, CSV) into figures/ (~15 min; PAPER=1: paper scale)
+	$(BIN)/analog-train figures --out figures $(if $(PAPER),--paper-scale)
 
 bench: install  ## seconds per 60k samples of fp and sgd (fast and exact engines), ratios to fp
 	$(BIN)/analog-train bench
