@@ -54,6 +54,7 @@ class Reads:
     phase: Tensor  # earlier reads of the same column in this batch (0 unless a tile is short)
     pass_end: Tensor  # last column of the first tile: where the output choppers may flip
     events: int  # transfer events in the batch
+    n_phases: int = 1  # 1 + the largest phase: 1 when every column is read at most once
 
     def __len__(self) -> int:
         return int(self.col.numel())
@@ -89,6 +90,7 @@ class TransferCompound(AnalogAlgorithm):
         sizes = split_sizes(n_in, algo.transfer_io.max_input_size)
         self.tile_size = torch.tensor(sizes, device=dev)
         self.tile_start = torch.tensor([0, *sizes[:-1]], device=dev).cumsum(0)
+        self._min_tile = min(sizes)
         self.samples = 0  # samples seen (aihwkit's mat-vec counter)
         self.events = 0  # transfer events so far: every tile's pointer is events % size
         self.m_x = torch.zeros(n_p, dtype=dt, device=dev)  # auto_scale running max|x|
@@ -156,14 +158,14 @@ class TransferCompound(AnalogAlgorithm):
         lr_scale = (scale.view(1, -1) / self.A.eps.view(-1, 1)).unsqueeze(1)  # (P, 1, R)
         sign = sign_in.unsqueeze(1) * sign_out.transpose(1, 2)  # (P, out, R)
         steps = torch.empty_like(v)
-        n_phases = int(reads.phase.max()) + 1
+        n_phases = reads.n_phases
         for phase in range(n_phases):  # one pass unless a tile is shorter than the batch's reads
             idx = (torch.arange(len(reads), device=v.device) if n_phases == 1
                    else (reads.phase == phase).nonzero().squeeze(1))
             steps[:, :, idx] = self._buffer_step(
                 reads.col[idx], reads.passes[idx], v[:, :, idx], sign[:, :, idx], lr_scale[:, :, idx],
                 None if flips_in is None else flips_in[:, idx])
-        self._write_slow_array(steps, reads.col)
+        self._write_slow_array(steps, reads.col, distinct=reads.n_phases == 1)
 
     def _buffer_step(self, cols: Tensor, passes: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor,
                      flips: Tensor | None) -> Tensor:
@@ -200,6 +202,7 @@ class TransferCompound(AnalogAlgorithm):
             phase=((e.view(-1, 1) - self.events) // size).reshape(-1),
             pass_end=((local == size - 1) & (torch.arange(size.shape[1], device=dev) == 0)).reshape(-1),
             events=int(at.numel()),
+            n_phases=(int(at.numel()) - 1) // self._min_tile + 1 if at.numel() else 1,
         )
 
     def _out_chopper_flips(self, reads: Reads) -> Tensor | None:
@@ -286,29 +289,37 @@ class TransferCompound(AnalogAlgorithm):
 
         trains = pulse_trains(x, d, eta, a.eps, self.update_cfg, self.generator)
         if trains.bx.shape[2] == 0:
-            return a.weight[:, :, reads.col]
+            return a.weight_at(reads.col)
         n_up, n_dn = trains.up_down_counts()
-        # Per-sample counts of the read columns, summed up to each sample: (P, B, out, R).
-        bx = trains.bx[..., reads.col]
+        # Counts of each read column up to (and including) the read's sample, (P, out, R): the bit
+        # slots of later samples are masked out of one product per count kind.
+        n_p, n_b, n_t, n_out = trains.bd.shape
+        upto = (torch.arange(n_b, device=x.device).view(-1, 1) <= reads.sample.view(1, -1)).to(x.dtype)  # (B, R)
+        bx = trains.bx[..., reads.col] * upto.view(1, n_b, 1, -1)
         sx = bx * trains.sign_x[..., reads.col].unsqueeze(2)
         sd = trains.bd * trains.sign_d.unsqueeze(2)
-        total = torch.einsum("pbto,pbtr->pbor", trains.bd, bx).cumsum(1)
-        signed = torch.einsum("pbto,pbtr->pbor", sd, sx).cumsum(1)
-        r = torch.arange(len(reads), device=x.device)
-        total, signed = total[:, reads.sample, :, r], signed[:, reads.sample, :, r]  # (R, P, out)
-        done_up, done_dn = torch.zeros_like(n_up), torch.zeros_like(n_dn)
-        for phase in range(int(reads.phase.max()) + 1):
-            idx = (reads.phase == phase).nonzero().squeeze(1)
+        total = torch.bmm(trains.bd.reshape(n_p, n_b * n_t, n_out).transpose(1, 2), bx.reshape(n_p, n_b * n_t, -1))
+        signed = torch.bmm(sd.reshape(n_p, n_b * n_t, n_out).transpose(1, 2), sx.reshape(n_p, n_b * n_t, -1))
+        cum_dn = 0.5 * (total + signed)
+        cum_up = total - cum_dn
+        n_phases = reads.n_phases
+        done_up = done_dn = None
+        for phase in range(n_phases):  # one pass unless a tile is shorter than the batch's reads
+            idx = (torch.arange(len(reads), device=x.device) if n_phases == 1
+                   else (reads.phase == phase).nonzero().squeeze(1))
             cols = reads.col[idx]
-            up = (0.5 * (total[idx] - signed[idx])).permute(1, 2, 0) - done_up[:, :, cols]
-            dn = (0.5 * (total[idx] + signed[idx])).permute(1, 2, 0) - done_dn[:, :, cols]
-            seg_up, seg_dn = torch.zeros_like(n_up), torch.zeros_like(n_dn)
-            seg_up[:, :, cols], seg_dn[:, :, cols] = up, dn
-            a.apply_counts(seg_up, seg_dn, self.generator)
-            done_up += seg_up
-            done_dn += seg_dn
-            columns[:, :, idx] = a.weight[:, :, cols]
-        a.apply_counts(n_up - done_up, n_dn - done_dn, self.generator)
+            up, dn = cum_up[:, :, idx], cum_dn[:, :, idx]
+            if done_up is not None:  # a column read again: only the counts since its last read
+                up, dn = up - done_up.index_select(2, cols), dn - done_dn.index_select(2, cols)
+            a.apply_counts_at(cols, up, dn, self.generator)
+            n_up.index_add_(2, cols, up, alpha=-1)
+            n_dn.index_add_(2, cols, dn, alpha=-1)
+            if n_phases > 1:
+                if done_up is None:
+                    done_up, done_dn = torch.zeros_like(n_up), torch.zeros_like(n_dn)
+                done_up[:, :, cols], done_dn[:, :, cols] = cum_up[:, :, idx], cum_dn[:, :, idx]
+            columns[:, :, idx] = a.weight_at(cols)
+        a.apply_counts(n_up, n_dn, self.generator)
         return columns
 
     def _transfer_read(self, columns: Tensor) -> Tensor:
@@ -323,11 +334,14 @@ class TransferCompound(AnalogAlgorithm):
         v = analog_mvm(w, ones, self.cfg.transfer_io, self.generator, bound_management=False)
         return v.view(n_p, n_r, n_out).permute(0, 2, 1)
 
-    def _write_slow_array(self, steps: Tensor, cols: Tensor) -> None:
+    def _write_slow_array(self, steps: Tensor, cols: Tensor, distinct: bool = False) -> None:
         """``|n|`` single pulses of sign(n) on C at each read column, ``steps (P, out, R)``."""
         if not bool((steps != 0).any()):
             return
         c = self.C
+        if distinct and self.update_cfg.engine != "exact":  # few pulses on known columns
+            c.apply_counts_at(cols, steps.clamp(min=0), (-steps).clamp(min=0), self.generator, sparse=True)
+            return
         up = torch.zeros_like(c.g).index_add_(2, cols, steps.clamp(min=0))
         dn = torch.zeros_like(c.g).index_add_(2, cols, (-steps).clamp(min=0))
         if self.update_cfg.engine == "exact":

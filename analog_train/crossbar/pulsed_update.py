@@ -48,6 +48,10 @@ class PulseTrains:
         bx = self.bx.reshape(p, b * t, n_in)
         sd = (self.bd * self.sign_d.unsqueeze(2)).reshape(p, b * t, n_out)
         sx = (self.bx * self.sign_x.unsqueeze(2)).reshape(p, b * t, n_in)
+        if _use_int_mm(bd, n_out * n_in):
+            counts = _int_up_down(bd, bx, sd, sx)
+            if counts is not None:
+                return counts
         # Bit slots without an x bit or without a d bit (in every replica) add nothing: drop them
         # from the contraction, which is mostly empty slots at small pulse probabilities.
         live = ((bd.amax(dim=2) > 0) & (bx.amax(dim=2) > 0)).any(dim=0).nonzero().squeeze(1)
@@ -56,6 +60,39 @@ class PulseTrains:
         total = torch.bmm(bd, bx)
         signed = torch.bmm(sd, sx)
         return 0.5 * (total - signed), 0.5 * (total + signed)
+
+
+# Coincidence counts of arrays with at least this many devices use int8 matrix products (exact,
+# int32 accumulation; several times faster than float32 on CPU) when torch offers them.
+INT_MM_MIN_SIZE = 4096
+INT_MM_MAX_POPULATION = 4
+_int_mm_ok = hasattr(torch, "_int_mm")
+
+
+def _use_int_mm(bits: Tensor, size: int) -> bool:
+    return (_int_mm_ok and bits.device.type == "cpu" and size >= INT_MM_MIN_SIZE
+            and bits.shape[0] <= INT_MM_MAX_POPULATION and bits.shape[1] > 0)
+
+
+def _int_up_down(bd: Tensor, bx: Tensor, sd: Tensor, sx: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(up, down) counts ``(P, out, in)`` from bit trains ``(P, K, n)`` by int8 products; None if unavailable."""
+    global _int_mm_ok
+    dtype = bd.dtype
+    bd8, bx8, sd8, sx8 = (v.to(torch.int8) for v in (bd, bx, sd, sx))
+    ups, dns = [], []
+    try:
+        for i in range(bd.shape[0]):
+            total = torch._int_mm(bd8[i].t(), bx8[i])
+            signed = torch._int_mm(sd8[i].t(), sx8[i])
+            dn = total.add_(signed).bitwise_right_shift_(1)  # (total + signed) / 2, exact
+            ups.append((dn - signed).to(dtype))
+            dns.append(dn.to(dtype))
+    except RuntimeError:  # a build without int8 CPU products: use float products from now on
+        _int_mm_ok = False
+        return None
+    if len(ups) == 1:
+        return ups[0].unsqueeze(0), dns[0].unsqueeze(0)
+    return torch.stack(ups), torch.stack(dns)
 
 
 def pulse_trains(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any, generator: torch.Generator) -> PulseTrains:

@@ -58,7 +58,15 @@ class DeviceArray:
         self.params: dict[str, Tensor] = {
             k: torch.stack([p[k] for p in per_replica]).to(dtype=dtype, device=self.device) for k in per_replica[0]
         }
-        self._packed = torch.stack([self.params[k].reshape(-1) for k in self.family.pulse_keys])
+        self._keys = self.family.pulse_keys
+        self._packed = torch.stack([self.params[k].reshape(-1) for k in self._keys])
+        self._flat_params = {k: self._packed[i] for i, k in enumerate(self._keys)}
+        # The same parameters device-major, (N, K): gathering a few devices then reads one cache line
+        # per device instead of one per device and parameter.
+        self._packed_rows = self._packed.t().contiguous()
+        self._sparse_limit = SPARSE_FRACTION * self._packed.shape[1]
+        affine = self.family.affine
+        self._any_flat = affine and bool((self.params["flat_up"] > 0).any() or (self.params["flat_dn"] > 0).any())
         self.eps = torch.tensor([granularity(c) for c in self.cfgs], dtype=dtype, device=self.device)
         self.sp = self.family.symmetry_point(self.params)
         subtract = torch.tensor([c.subtract_symmetry_point for c in self.cfgs], device=self.device).view(-1, 1, 1)
@@ -100,33 +108,69 @@ class DeviceArray:
         """Apply per-element pulse counts: half the ups, all the downs, the other half of the ups.
 
         Interleaving keeps the drift toward each device's SP that alternating pulses cause, which
-        applying all ups then all downs would turn into a bias toward the last direction. Updates
-        usually touch a minority of the devices, so those are gathered first and the rest is
-        left alone.
+        applying all ups then all downs would turn into a bias toward the last direction. Affine
+        families apply the three phases as one composite map with one noise draw
+        (:meth:`AffineFamily.counts`); the others sub-step each phase. Sparse updates (a minority of
+        the devices touched) gather those devices first and leave the rest alone.
         """
         n_up, n_dn = n_up.to(self.dtype), n_dn.to(self.dtype)
-        touched = (n_up + n_dn) > 0
-        count = int(touched.sum().item())
+        n_tot = n_up + n_dn
+        count = int(torch.count_nonzero(n_tot))
         if count == 0:
             return
-        self.pulse_count += n_up + n_dn
-        g_flat = self.g.reshape(-1)
-        if count < SPARSE_FRACTION * touched.numel():
-            idx = touched.reshape(-1).nonzero().squeeze(1)
-            packed = self._packed.index_select(1, idx)
-            p = {k: packed[i] for i, k in enumerate(self.family.pulse_keys)}
-            g = self._apply_phases(g_flat[idx], p, n_up.reshape(-1)[idx], n_dn.reshape(-1)[idx], generator)
-            g_flat = g_flat.clone()
-            g_flat[idx] = g
-            self.g = g_flat.view(self.shape)
+        self.pulse_count += n_tot
+        if count < self._sparse_limit:
+            idx = n_tot.reshape(-1).nonzero().squeeze(1)
+            self._apply_at(idx, n_up.reshape(-1).index_select(0, idx), n_dn.reshape(-1).index_select(0, idx), generator)
         else:
-            p = {k: self.params[k].reshape(-1) for k in self.family.pulse_keys}
-            g = self._apply_phases(g_flat, p, n_up.reshape(-1), n_dn.reshape(-1), generator)
+            g = self._apply_phases(self.g.reshape(-1), self._flat_params, n_up.reshape(-1), n_dn.reshape(-1), generator,
+                                   self._packed_rows.t())
             self.g = g.view(self.shape)
         if self.has_write_noise:
-            self._redraw_write_noise(touched, generator)
+            self._redraw_write_noise(n_tot > 0, generator)
 
-    def _apply_phases(self, g: Tensor, p: dict[str, Tensor], n_up: Tensor, n_dn: Tensor, gen: torch.Generator) -> Tensor:
+    def apply_counts_at(self, cols: Tensor, n_up: Tensor, n_dn: Tensor, generator: torch.Generator,
+                        sparse: bool = False) -> None:
+        """:meth:`apply_counts` on the distinct columns ``cols`` only, counts ``(P, out, len(cols))``.
+
+        ``sparse=True``: only the elements with a nonzero count are gathered (few pulses).
+        """
+        n_up, n_dn = n_up.to(self.dtype), n_dn.to(self.dtype)
+        n_tot = n_up + n_dn
+        self.pulse_count.index_add_(2, cols, n_tot)
+        n_p, n_out, n_in = self.shape
+        idx = (torch.arange(n_p, device=cols.device).view(-1, 1, 1) * (n_out * n_in)
+               + torch.arange(n_out, device=cols.device).view(1, -1, 1) * n_in + cols.view(1, 1, -1)).reshape(-1)
+        n_up, n_dn = n_up.reshape(-1), n_dn.reshape(-1)
+        if sparse:
+            nz = n_tot.reshape(-1).nonzero().squeeze(1)
+            if nz.numel() == 0:
+                return
+            idx, n_up, n_dn = idx.index_select(0, nz), n_up.index_select(0, nz), n_dn.index_select(0, nz)
+        self._apply_at(idx, n_up, n_dn, generator)
+        if self.has_write_noise:
+            mask = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+            mask.index_add_(2, cols, n_tot)
+            self._redraw_write_noise(mask > 0, generator)
+
+    def _apply_at(self, idx: Tensor, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
+        """Apply flat counts to the flat element indices ``idx`` (gathered, updated, scattered back)."""
+        rows = self._packed_rows.index_select(0, idx)
+        p = {k: rows[:, i] for i, k in enumerate(self._keys)}
+        g_flat = self.g.reshape(-1)
+        g = self._apply_phases(g_flat.index_select(0, idx), p, n_up, n_dn, generator, rows.t())
+        self.g = g_flat.index_copy(0, idx, g).view(self.shape)
+
+    def weight_at(self, cols: Tensor) -> Tensor:
+        """Visible weight of columns ``cols``, ``(P, out, len(cols))`` (without computing all of it)."""
+        w = self.g.index_select(2, cols) - self.ref.index_select(2, cols)
+        return w + self.w_noise.index_select(2, cols) if self.has_write_noise else w
+
+    def _apply_phases(self, g: Tensor, p: dict[str, Tensor], n_up: Tensor, n_dn: Tensor, gen: torch.Generator,
+                      packed: Tensor | None = None) -> Tensor:
+        if self.family.affine:
+            return self.family.counts(g, p, n_up, n_dn, self.mult_noise, gen, any_flat=self._any_flat,
+                                      packed=None if packed is None else (packed, self._keys))
         first_up = torch.div(n_up, 2, rounding_mode="floor")
         for n, up in ((first_up, True), (n_dn, False), (n_up - first_up, True)):
             if bool(n.any()):  # single up pulses leave the first half empty
