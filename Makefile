@@ -20,8 +20,8 @@ $(BIN)/analog-train: pyproject.toml
 
 install: $(BIN)/analog-train  ## create .venv and install the package with its test extras
 
-run: install  ## the main job: in-memory SGD on MNIST with the paper's soft-bounds device
-	$(BIN)/analog-train algo=sgd device=softbounds
+run: install  ## the main job: FC on MNIST with AGAD on the ReRAM preset (analog-train's defaults)
+	$(BIN)/analog-train
 
 test: install  ## the default test suite (under 10 minutes on 2 cores)
 	$(BIN)/pytest -q
@@ -32,7 +32,7 @@ test-slow: install  ## the slow tier (long training runs)
 figures: install  ## paper Figs. 2, 3, 4, 6 and Table 1 (PNG, PDF, CSV) into figures/ (~15 min; PAPER=1: paper scale)
 	$(BIN)/analog-train figures --out figures $(if $(PAPER),--paper-scale)
 
-bench: install  ## seconds per 60k samples of fp and sgd (fast and exact engines), ratios to fp
+bench: install  ## s per 60k MNIST samples of fp, sgd (fast, exact), ttv2, cttv2, agad; ratios to fp
 	$(BIN)/analog-train bench
 
 clean:  ## remove run outputs, figures and caches (keeps .venv)

@@ -25,7 +25,16 @@ def compose_cfg(overrides=()):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_group_option_composes_and_validates(group, option):
-    validate(compose_cfg([f"{group}={option}"]))
+    # Devices are checked under in-memory SGD, which every preset supports (the one-sided pcm
+    # cell cannot be the A array of the default AGAD: see test_unusable_combination_says_what_works).
+    base = ["algo=sgd"] if group == "device" else []
+    validate(compose_cfg([*base, f"{group}={option}"]))
+
+
+def test_unusable_combination_says_what_works():
+    with pytest.raises(ConfigError, match="sgd") as err:
+        validate(compose_cfg(["algo=agad", "device=pcm"]))
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("override,key", [
@@ -79,6 +88,25 @@ def test_end_to_end_run_is_deterministic(tmp_path):
     assert list(runs[0].columns[:6]) == ["epoch", "replica", "samples_seen", "train_loss", "test_loss", "test_error"]
     pd.testing.assert_frame_equal(runs[0].drop(columns=["seconds", "samples_per_s"]),
                                   runs[1].drop(columns=["seconds", "samples_per_s"]))
+
+
+def test_defaults_are_the_headline_run():
+    """`analog-train` alone is AGAD on the ReRAM preset, with aihwkit's AGADReRamSBPreset values."""
+    cfg = compose_cfg()
+    assert (cfg.algo.name, cfg.model.name, cfg.data.name) == ("agad", "fc", "mnist")
+    assert cfg.device.source.startswith("aihwkit ReRamSBPresetDevice")
+    assert cfg.algo.in_chop_prob == 0.02 and cfg.algo.tail_weightening == 5
+    assert cfg.device.subtract_symmetry_point  # from conf/algo_device/agad_reram.yaml
+    assert not compose_cfg(["algo=sgd"]).device.subtract_symmetry_point  # the bare device preset
+
+
+def test_headline_command_runs_end_to_end(tmp_path):
+    out = tmp_path / "agad"
+    proc = run_cli(tmp_path, "algo=agad", "device=reram", "data=digits", "train.epochs=1", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["endurance"]["A"]["max_pulses_per_sample"] > 0
 
 
 def test_cost_subcommand_prints_table_1(tmp_path):
