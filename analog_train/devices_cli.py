@@ -2,7 +2,7 @@
 
     analog-train devices list
     analog-train devices show reram w_max=1.2
-    analog-train devices plot softbounds reram --pulses 200 --devices 3 --out figures/device_response
+    analog-train devices plot softbounds reram --devices 3 --out figures/device_response   # --pulses N to fix the ramp length
     analog-train devices fit data.csv --family soft_bounds --out fitted/device/mine.yaml --plot fit.png
 
 Heavy imports happen inside the commands so that ``analog-train --help`` stays fast.
@@ -85,7 +85,8 @@ def show(
 @devices_app.command()
 def plot(
     names: list[str] = typer.Argument(..., help="preset names or device YAML paths"),
-    pulses: int = typer.Option(200, min=1, help="N: N up, N down, then 2N alternating pulses"),
+    pulses: Optional[int] = typer.Option(None, min=1, help="N: N up, N down, then 2N alternating pulses "
+                                         "(default: 1.5 per device state, within 100-3000)"),
     devices: int = typer.Option(3, min=1, help="devices per preset"),
     out: Path = typer.Option(Path("figures/device_response"), help="output path without suffix (.png/.pdf/.csv)"),
     seed: int = typer.Option(0, help="run seed (c2c noise)"),
@@ -94,13 +95,16 @@ def plot(
     """Pulse-response panels of paper Fig. 2 per device: ramps, alternating pulses to the SP, step vs weight."""
     import pandas as pd
 
-    from analog_train.devices.response import pulse_response
+    from analog_train.devices.response import auto_pulses, pulse_response
     from analog_train.plots.device_response import plot_device_response, save_figure
 
     cfgs = [(name, _compose(name)) for name in names]
-    frame = pd.concat([pulse_response(cfg, devices, pulses, pulses, 2 * pulses, seed, construction_seed,
-                                      preset=Path(name).stem if name.endswith((".yaml", ".yml")) else name)
-                       for name, cfg in cfgs], ignore_index=True)
+    frames = []
+    for name, cfg in cfgs:
+        n = pulses or auto_pulses(cfg)
+        frames.append(pulse_response(cfg, devices, n, n, 2 * n, seed, construction_seed,
+                                     preset=Path(name).stem if name.endswith((".yaml", ".yml")) else name))
+    frame = pd.concat(frames, ignore_index=True)
     csv = out.with_suffix(".csv")
     csv.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(csv, index=False)

@@ -51,6 +51,17 @@ def pulse_schedule(n_up: int, n_down: int, n_alt: int) -> tuple[Tensor, list[str
     return signs, phases
 
 
+def auto_pulses(cfg: Any, per_state: float = 1.5, lowest: int = 100, highest: int = 3000) -> int:
+    """Ramp length that saturates the device: about 1.5 pulses per state, within [100, 3000].
+
+    A fixed count would leave a 1000-state ReRAM far from its bounds while a 20-state device
+    sits at them for most of the trace; Fig. 2 needs the saturation of each.
+    """
+    from analog_train.devices.parameters import number_of_states
+
+    return int(min(max(round(per_state * number_of_states(resolve(cfg))), lowest), highest))
+
+
 def pulse_response(
     cfg: Any,
     n_devices: int = 3,
