@@ -73,7 +73,7 @@ def test_plot_writes_files_and_alternating_pulses_reach_each_sp(tmp_path):
     lin = tmp_path / "lin.yaml"
     lin.write_text(LINEAR)
     out = tmp_path / "fig" / "response"
-    res = invoke("plot", "softbounds", lin, "--devices", 4, "--out", out, "--seed", 1)
+    res = invoke("plot", "softbounds", lin, "--pulses", 200, "--devices", 4, "--out", out, "--seed", 1)
     assert res.exit_code == 0, res.output
     for suffix in (".png", ".pdf", ".csv"):
         assert out.with_suffix(suffix).stat().st_size > 0
@@ -91,6 +91,16 @@ def test_plot_writes_files_and_alternating_pulses_reach_each_sp(tmp_path):
     assert end.loc["softbounds", "sp"].std() > 2 * tol  # distinct SPs: each device reaches its own
     ups = df[df["phase"] == "up"]
     assert (ups["step_up"] >= 0).all() and (ups["step_down"] >= 0).all()
+
+
+def test_default_ramp_saturates_each_device():
+    """Without --pulses the ramp has about 1.5 pulses per state (100 at least, 3000 at most)."""
+    from analog_train.devices.response import auto_pulses
+    from analog_train.devices.presets import compose_device
+
+    assert auto_pulses(compose_device("softbounds", [])) == 100  # 40 states
+    assert auto_pulses(compose_device("reram", [])) == 1500  # 1000 states
+    assert auto_pulses(compose_device("idealized", [])) == 3000  # 10000 states, capped
 
 
 def test_plot_every_preset_runs(tmp_path):
