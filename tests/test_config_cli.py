@@ -109,6 +109,18 @@ def test_headline_command_runs_end_to_end(tmp_path):
     assert summary["endurance"]["A"]["max_pulses_per_sample"] > 0
 
 
+def test_multirun_writes_results_table(tmp_path):
+    """A sweep leaves one row per job (its overrides and outcome) in <sweep dir>/results.csv."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(tmp_path, "-m", "algo=fp,sgd", "data=digits", "train.epochs=1", "progress=false",
+                   f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    results = pd.read_csv(sweep / "results.csv").sort_values("algo")
+    assert list(results["algo"]) == ["fp", "sgd"]
+    assert (results["status"] == "completed").all() and (results["test_accuracy"] > 0).all()
+    assert results.loc[results["algo"] == "sgd", "W_max_pulses_per_sample"].item() > 0
+
+
 def test_cost_subcommand_prints_table_1(tmp_path):
     proc = run_cli(tmp_path, "cost")
     assert proc.returncode == 0
