@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from analog_train.devices.families import DeviceFamily, get_family
-from analog_train.devices.parameters import draw_common, granularity, resolve
+from analog_train.devices.parameters import draw_common, granularity, resolve_replicas
 
 
 # Below this fraction of touched devices the fast engine gathers them and works on a short vector.
@@ -34,11 +34,7 @@ class DeviceArray:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
-        if not isinstance(cfgs, Sequence):
-            cfgs = [cfgs] * (population or 1)
-        self.cfgs = [resolve(c) for c in cfgs]
-        if population is not None and len(self.cfgs) != population:
-            raise ValueError(f"got {len(self.cfgs)} device configs for a population of {population}")
+        self.cfgs = resolve_replicas(cfgs, population)
         families = {c.family for c in self.cfgs}
         mult = {c.mult_noise for c in self.cfgs}
         if len(families) != 1 or len(mult) != 1:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from analog_train.devices.array import DeviceArray
-from analog_train.devices.parameters import resolve
+from analog_train.devices.parameters import resolve, resolve_replicas
 
 # Pulse-train length of the refresh write (aihwkit PCMPreset: refresh_update = PresetUpdateParameters).
 REFRESH_BL = 31
@@ -42,9 +42,7 @@ class OneSidedArray:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
-        if not isinstance(cfgs, Sequence):
-            cfgs = [cfgs] * (population or 1)
-        self.cfgs = [resolve(c) for c in cfgs]
+        self.cfgs = resolve_replicas(cfgs, population)
         if not all(c.one_sided for c in self.cfgs):
             raise ValueError("all replicas of one array must share device.one_sided")
         plain = [replace(c, one_sided=False) for c in self.cfgs]

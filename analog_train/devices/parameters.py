@@ -8,6 +8,7 @@ aihwkit's conventions so that presets mean the same thing here as there.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +24,16 @@ def resolve(cfg: Any) -> DeviceConfig:
     if cfg.n_states is not None:
         cfg = replace(cfg, dw_min=(cfg.w_max - cfg.w_min) / cfg.n_states)
     return cfg
+
+
+def resolve_replicas(cfgs: Any | Sequence[Any], population: int | None) -> list[DeviceConfig]:
+    """One resolved config per replica: a single config is shared by all ``population`` replicas."""
+    if not isinstance(cfgs, Sequence):
+        cfgs = [cfgs] * (population or 1)
+    resolved = [resolve(c) for c in cfgs]
+    if population is not None and len(resolved) != population:
+        raise ValueError(f"got {len(resolved)} device configs for a population of {population}")
+    return resolved
 
 
 def granularity(cfg: Any) -> float:
