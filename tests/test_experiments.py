@@ -133,3 +133,22 @@ def test_figures_smoke_and_plot_redraw(tmp_path):
     assert (tmp_path / "redrawn.png").exists() and (tmp_path / "redrawn.pdf").exists()
     assert run_cli(tmp_path, "plot", "fig9", "figs/fig4.csv").returncode == 2
     assert run_cli(tmp_path, "figures", "--only", "fig9").returncode == 2
+
+
+def test_toy_mechanism_shows_the_six_fig3_claims(tmp_path):
+    """Paper Fig. 3 on the default toy (5000 single-sample updates, element (0, 0), one seed).
+
+    The expected gradient pushes W(0, 0) down. Margins are in device steps (eps = 2/40 = 0.05):
+    "moves the right way" is more than two steps down; "stalls or drifts the wrong way" is less
+    than one step down; AGAD "unaffected" is within two steps of its offset-free result.
+    """
+    run_experiment(compose_cfg(["experiment=toy_mechanism", "plot=false"]), tmp_path)
+    trace = pd.read_csv(tmp_path / "toy_mechanism.csv")
+    w = trace.groupby(["algo", "reference_offset"])["W"].last()
+    eps = 0.05
+    assert w["ttv2", 0.0] < -2 * eps  # 1: TTv2 learns without offset
+    assert w["ttv2", -0.8] > -eps  # 2: TTv2 fails with offset
+    assert w["cttv2", 0.0] < -2 * eps  # 3: c-TTv2 learns without offset
+    assert w["cttv2", -0.8] < -2 * eps  # 4: c-TTv2 still moves the right way with offset ...
+    assert w["cttv2", -0.8] > w["agad", -0.8]  # 5: ... more slowly than AGAD
+    assert w["agad", 0.0] < -2 * eps and abs(w["agad", -0.8] - w["agad", 0.0]) < 2 * eps  # 6: AGAD unaffected
