@@ -30,6 +30,7 @@ transfer event reads one column of every tile. Output choppers are one vector pe
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,7 @@ class TransferCompound(AnalogAlgorithm):
         self.tile_size = torch.tensor(sizes, device=dev)
         self.tile_start = torch.tensor([0, *sizes[:-1]], device=dev).cumsum(0)
         self._min_tile = min(sizes)
+        self._tiles = list(zip([0, *itertools.accumulate(sizes)][:-1], sizes))  # (start, size) per input tile
         self.samples = 0  # samples seen (aihwkit's mat-vec counter)
         self.events = 0  # transfer events so far: every tile's pointer is events % size
         self.m_x = torch.zeros(n_p, dtype=dt, device=dev)  # auto_scale running max|x|
@@ -157,14 +159,16 @@ class TransferCompound(AnalogAlgorithm):
             self.cfg.auto_granularity * self.cfg.buffer_granularity)
         lr_scale = (scale.view(1, -1) / self.A.eps.view(-1, 1)).unsqueeze(1)  # (P, 1, R)
         sign = sign_in.unsqueeze(1) * sign_out.transpose(1, 2)  # (P, out, R)
-        steps = torch.empty_like(v)
         n_phases = reads.n_phases
-        for phase in range(n_phases):  # one pass unless a tile is shorter than the batch's reads
-            idx = (torch.arange(len(reads), device=v.device) if n_phases == 1
-                   else (reads.phase == phase).nonzero().squeeze(1))
-            steps[:, :, idx] = self._buffer_step(
-                reads.col[idx], reads.passes[idx], v[:, :, idx], sign[:, :, idx], lr_scale[:, :, idx],
-                None if flips_in is None else flips_in[:, idx])
+        if n_phases == 1:  # the common case: every column read once, no gathering needed
+            steps = self._buffer_step(reads.col, reads.passes, v, sign, lr_scale, flips_in)
+        else:  # a tile shorter than the batch's reads: its columns' reads go in phases
+            steps = torch.empty_like(v)
+            for phase in range(n_phases):
+                idx = (reads.phase == phase).nonzero().squeeze(1)
+                steps[:, :, idx] = self._buffer_step(
+                    reads.col[idx], reads.passes[idx], v[:, :, idx], sign[:, :, idx], lr_scale[:, :, idx],
+                    None if flips_in is None else flips_in[:, idx])
         self._write_slow_array(steps, reads.col, distinct=reads.n_phases == 1)
 
     def _buffer_step(self, cols: Tensor, passes: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor,
@@ -188,21 +192,24 @@ class TransferCompound(AnalogAlgorithm):
     # -- the steps of one mini-batch -------------------------------------------------------------
     def _schedule(self, batch: int) -> Reads:
         """Which samples of the batch end with a transfer event, and which column each tile reads."""
-        dev = self.tile_size.device
-        b = torch.arange(batch, device=dev)
-        at = b[(self.samples + b + 1) % self.cfg.transfer_every == 0]  # (n_ev,)
-        e = self.events + torch.arange(at.numel(), device=dev)  # global event index
-        size = self.tile_size.view(1, -1)
-        local = e.view(-1, 1) % size  # (n_ev, n_tiles)
+        # Built from Python ints in one tensor: the schedule has a few dozen entries, for which
+        # one torch.tensor call is cheaper than the ~30 small tensor ops of a vectorised version.
+        every, events = self.cfg.transfer_every, self.events
+        at = [b for b in range(batch) if (self.samples + b + 1) % every == 0]
+        rows: list[list[int]] = [[], [], [], [], [], []]  # sample, col, passes, size, phase, pass_end
+        for i, b in enumerate(at):
+            e = events + i
+            for t, (start, size) in enumerate(self._tiles):
+                local = e % size
+                for row, value in zip(rows, (b, start + local, e // size, size, i // size,
+                                             t == 0 and local == size - 1)):
+                    row.append(value)
+        sample, col, passes, size, phase, pass_end = torch.tensor(
+            rows, dtype=torch.long, device=self.tile_size.device).unbind(0)
         return Reads(
-            sample=at.view(-1, 1).expand_as(local).reshape(-1),
-            col=(self.tile_start.view(1, -1) + local).reshape(-1),
-            passes=(e.view(-1, 1) // size).reshape(-1),
-            size=size.expand_as(local).reshape(-1),
-            phase=((e.view(-1, 1) - self.events) // size).reshape(-1),
-            pass_end=((local == size - 1) & (torch.arange(size.shape[1], device=dev) == 0)).reshape(-1),
-            events=int(at.numel()),
-            n_phases=(int(at.numel()) - 1) // self._min_tile + 1 if at.numel() else 1,
+            sample=sample, col=col, passes=passes, size=size, phase=phase, pass_end=pass_end.bool(),
+            events=len(at),
+            n_phases=(len(at) - 1) // self._min_tile + 1 if at else 1,
         )
 
     def _out_chopper_flips(self, reads: Reads) -> Tensor | None:
@@ -305,10 +312,12 @@ class TransferCompound(AnalogAlgorithm):
         n_phases = reads.n_phases
         done_up = done_dn = None
         for phase in range(n_phases):  # one pass unless a tile is shorter than the batch's reads
-            idx = (torch.arange(len(reads), device=x.device) if n_phases == 1
-                   else (reads.phase == phase).nonzero().squeeze(1))
-            cols = reads.col[idx]
-            up, dn = cum_up[:, :, idx], cum_dn[:, :, idx]
+            if n_phases == 1:  # every column read once: all reads at once, no gathering
+                idx, cols, up, dn = slice(None), reads.col, cum_up, cum_dn
+            else:
+                idx = (reads.phase == phase).nonzero().squeeze(1)
+                cols = reads.col[idx]
+                up, dn = cum_up[:, :, idx], cum_dn[:, :, idx]
             if done_up is not None:  # a column read again: only the counts since its last read
                 up, dn = up - done_up.index_select(2, cols), dn - done_dn.index_select(2, cols)
             a.apply_counts_at(cols, up, dn, self.generator)

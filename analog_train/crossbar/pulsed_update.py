@@ -100,35 +100,46 @@ def pulse_trains(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: An
 
     ``x (P, B, in)``, ``d (P, B, out)``, ``eta`` broadcastable to ``(P, B)``, ``eps (P,)``.
     """
-    eta = torch.as_tensor(eta, dtype=x.dtype, device=x.device).expand(x.shape[:2])
+    # Few, in-place tensor ops: at mini-batch sizes every op costs its dispatch, not its arithmetic.
+    scalar_eta = not isinstance(eta, Tensor)
+    if not scalar_eta:
+        eta = eta.to(dtype=x.dtype, device=x.device).expand(x.shape[:2])
     eps = eps.view(-1, 1)
-    xm = x.abs().amax(dim=-1)
-    dm = d.abs().amax(dim=-1)
-    active = (xm > 0) & (dm > 0) & (eta > 0)
+    xa, da = x.abs(), d.abs()
+    xm = xa.amax(dim=-1)
+    dm = da.amax(dim=-1)
+    active = (xm > 0).logical_and_(dm > 0)
+    if not scalar_eta:
+        active.logical_and_(eta > 0)
+    elif not eta > 0:
+        active.zero_()
     bl_d = float(cfg.desired_bl)
-    dv = cfg.um_grad_scale * dm
-    k = eta * xm * dv / eps
+    dv = dm * cfg.um_grad_scale
+    k = xm.mul(eta).mul_(dv).div_(eps) if scalar_eta else (eta * xm).mul_(dv).div_(eps)
     if cfg.update_bl_management:
-        bl = torch.clamp(torch.ceil(k), min=1.0, max=bl_d)
+        bl = torch.ceil(k).clamp_(min=1.0, max=bl_d)
     else:
         bl = torch.full_like(k, bl_d)
-    bl = torch.where(active, bl, torch.zeros_like(bl))
-    scale = torch.sqrt(eta / (eps * torch.clamp(bl, min=1.0)))
+    bl = torch.where(active, bl, 0.0)
+    den = eps * torch.clamp(bl, min=1.0)
+    scale = (torch.full_like(den, eta).div_(den) if scalar_eta else eta / den).sqrt_()
     a_d, b_x = scale, scale
     if cfg.update_management or cfg.update_bl_management:
         dv = torch.where(k > bl_d, dv * bl_d / torch.clamp(k, min=1e-30), dv)
-        ratio = torch.sqrt(torch.clamp(xm, min=1e-30) / torch.clamp(dv, min=1e-30))
+        ratio = torch.clamp(xm, min=1e-30).div_(dv.clamp_(min=1e-30)).sqrt_()
         a_d, b_x = scale * ratio, scale / ratio
-    p_x = torch.clamp(x.abs() * b_x.unsqueeze(-1), max=1.0)
-    p_d = torch.clamp(d.abs() * a_d.unsqueeze(-1), max=1.0)
+    p_x = xa.mul_(b_x.unsqueeze(-1)).clamp_(max=1.0).unsqueeze_(2)
+    p_d = da.mul_(a_d.unsqueeze(-1)).clamp_(max=1.0).unsqueeze_(2)
 
     t_max = int(bl.max().item()) if bl.numel() else 0
     slots = torch.arange(t_max, device=x.device, dtype=x.dtype).view(1, 1, -1, 1)
-    in_train = slots < bl.view(*bl.shape, 1, 1)
+    in_train = (slots < bl.view(*bl.shape, 1, 1)).to(x.dtype)
     shape_x = (*x.shape[:2], t_max, x.shape[-1])
     shape_d = (*d.shape[:2], t_max, d.shape[-1])
-    bx = ((torch.rand(shape_x, generator=generator, dtype=x.dtype, device=x.device) < p_x.unsqueeze(2)) & in_train).to(x.dtype)
-    bd = ((torch.rand(shape_d, generator=generator, dtype=x.dtype, device=x.device) < p_d.unsqueeze(2)) & in_train).to(x.dtype)
+    bx = torch.rand(shape_x, generator=generator, dtype=x.dtype, device=x.device)
+    bx = torch.lt(bx, p_x, out=bx).mul_(in_train)
+    bd = torch.rand(shape_d, generator=generator, dtype=x.dtype, device=x.device)
+    bd = torch.lt(bd, p_d, out=bd).mul_(in_train)
     return PulseTrains(bx=bx, bd=bd, sign_x=torch.sign(x), sign_d=torch.sign(d), bl=bl)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from analog_train.devices.families import DeviceFamily, get_family
+from analog_train.devices.families import DeviceFamily, flat_nonzero, get_family
 from analog_train.devices.parameters import draw_common, granularity, resolve_replicas
 
 
@@ -56,11 +56,15 @@ class DeviceArray:
         }
         self._keys = self.family.pulse_keys
         self._packed = torch.stack([self.params[k].reshape(-1) for k in self._keys])
-        self._flat_params = {k: self._packed[i] for i, k in enumerate(self._keys)}
+        self._flat_params = dict(zip(self._keys, self._packed.unbind(0)))
         # The same parameters device-major, (N, K): gathering a few devices then reads one cache line
         # per device instead of one per device and parameter.
         self._packed_rows = self._packed.t().contiguous()
         self._sparse_limit = SPARSE_FRACTION * self._packed.shape[1]
+        # Flat index of the first element of every (replica, row), (P, out, 1): column k of all rows is base + k.
+        n_p, n_out, n_in = self.shape
+        self._row_base = (torch.arange(n_p, device=self.device).view(-1, 1, 1) * (n_out * n_in)
+                          + torch.arange(n_out, device=self.device).view(1, -1, 1) * n_in)
         affine = self.family.affine
         self._any_flat = affine and bool((self.params["flat_up"] > 0).any() or (self.params["flat_dn"] > 0).any())
         self.eps = torch.tensor([granularity(c) for c in self.cfgs], dtype=dtype, device=self.device)
@@ -111,12 +115,13 @@ class DeviceArray:
         """
         n_up, n_dn = n_up.to(self.dtype), n_dn.to(self.dtype)
         n_tot = n_up + n_dn
-        count = int(torch.count_nonzero(n_tot))
+        # The indices of the touched devices give their count too (torch.count_nonzero is slow on CPU).
+        idx = flat_nonzero(n_tot.reshape(-1) != 0)
+        count = idx.numel()
         if count == 0:
             return
         self.pulse_count += n_tot
         if count < self._sparse_limit:
-            idx = n_tot.reshape(-1).nonzero().squeeze(1)
             self._apply_at(idx, n_up.reshape(-1).index_select(0, idx), n_dn.reshape(-1).index_select(0, idx), generator)
         else:
             g = self._apply_phases(self.g.reshape(-1), self._flat_params, n_up.reshape(-1), n_dn.reshape(-1), generator,
@@ -134,12 +139,10 @@ class DeviceArray:
         n_up, n_dn = n_up.to(self.dtype), n_dn.to(self.dtype)
         n_tot = n_up + n_dn
         self.pulse_count.index_add_(2, cols, n_tot)
-        n_p, n_out, n_in = self.shape
-        idx = (torch.arange(n_p, device=cols.device).view(-1, 1, 1) * (n_out * n_in)
-               + torch.arange(n_out, device=cols.device).view(1, -1, 1) * n_in + cols.view(1, 1, -1)).reshape(-1)
+        idx = (self._row_base + cols.view(1, 1, -1)).reshape(-1)
         n_up, n_dn = n_up.reshape(-1), n_dn.reshape(-1)
         if sparse:
-            nz = n_tot.reshape(-1).nonzero().squeeze(1)
+            nz = flat_nonzero(n_tot.reshape(-1) != 0)
             if nz.numel() == 0:
                 return
             idx, n_up, n_dn = idx.index_select(0, nz), n_up.index_select(0, nz), n_dn.index_select(0, nz)
@@ -152,7 +155,7 @@ class DeviceArray:
     def _apply_at(self, idx: Tensor, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
         """Apply flat counts to the flat element indices ``idx`` (gathered, updated, scattered back)."""
         rows = self._packed_rows.index_select(0, idx)
-        p = {k: rows[:, i] for i, k in enumerate(self._keys)}
+        p = dict(zip(self._keys, rows.unbind(1)))  # one op for all the column views
         g_flat = self.g.reshape(-1)
         g = self._apply_phases(g_flat.index_select(0, idx), p, n_up, n_dn, generator, rows.t())
         self.g = g_flat.index_copy(0, idx, g).view(self.shape)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,6 +27,17 @@ MAX_SUBSTEPS = 8
 
 
 Q_MIN = 0.05
+
+
+def flat_nonzero(mask: Tensor) -> Tensor:
+    """Ascending flat indices where the bool ``mask`` is set, ``(count,)`` int64.
+
+    On CPU through NumPy, whose bool nonzero is several times faster than torch's (hundreds of
+    microseconds saved per call on a 784x256 array); same result.
+    """
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.reshape(-1).nonzero().squeeze(1)
 
 
 class DeviceFamily:
@@ -183,19 +195,21 @@ class AffineFamily(DeviceFamily):
         return p["a_up"] + p["s_up"] * g, p["a_dn"] + p["s_dn"] * g
 
     def pulses(self, g: Tensor, p: Params, n: Tensor, up: bool, mult_noise: bool, gen: torch.Generator) -> Tensor:
+        # Written as few (fused, in-place) tensor ops: on the short vectors of devices near a bound
+        # the per-op dispatch, not the arithmetic, is the cost. Down pulses subtract the magnitude
+        # ``f = a_dn + s_dn g`` of the first step (``c + (q - 1) g`` with ``c = -a_dn``, ``q - 1 = -s_dn``).
         key = "up" if up else "dn"
-        a = p[f"a_{key}"]
-        qm1 = p["s_up"] if up else -p["s_dn"]
-        c = a if up else -a
-        e = torch.expm1(n * p[f"log_q_{key}"])  # q^n - 1
-        total = e * p[f"inv_qm1_{key}"] + n * p[f"flat_{key}"]  # sum_{j<n} q^j
-        first = c + qm1 * g
-        if mult_noise:
-            std = p["c2c"] * first.abs() * (1.0 + e) / (1.0 + qm1) * n.sqrt()
+        a, s = p["a_" + key], p["s_" + key]
+        e = torch.mul(n, p["log_q_" + key]).expm1_()  # q^n - 1
+        total = torch.mul(e, p["inv_qm1_" + key]).addcmul_(n, p["flat_" + key])  # sum_{j<n} q^j
+        f = torch.addcmul(a, s, g)  # |first step|
+        if mult_noise:  # 1 + (q - 1) in the denominators below
+            std = p["c2c"] * f.abs() * e.add(1.0) / (torch.add(s, 1.0) if up else torch.rsub(s, 1.0)) * n.sqrt()
         else:
-            std = p["c2c"] * a * torch.sqrt(total * (2.0 + e) / (2.0 + qm1))
+            std = e.add(2.0).mul_(total).mul_(p["va_" + key]).sqrt_()  # va T (1 + q^n), as in counts
         noise = torch.randn(g.shape, generator=gen, dtype=g.dtype, device=g.device)
-        return self.clip(g + total * first + std * noise, p)
+        out = torch.addcmul(g, total, f, value=1.0 if up else -1.0).addcmul_(std, noise)
+        return out.clamp_(min=p["bmin"], max=p["bmax"])
 
     # A device whose noise-free trajectory comes closer to a bound than NEAR_BOUND_SD standard
     # deviations of its noise is pulsed phase by phase instead (clip after each phase).
@@ -259,7 +273,7 @@ class AffineFamily(DeviceFamily):
         # max(g1, g3), its min is min(g, g2).
         room = torch.maximum(g1, g3).sub_(p["bmax"]).neg_()
         torch.minimum(room, torch.minimum(g, g2).sub_(p["bmin"]), out=room)
-        near = (room.sub_(sd, alpha=self.NEAR_BOUND_SD) < 0).nonzero().squeeze(1)
+        near = flat_nonzero(room.sub_(sd, alpha=self.NEAR_BOUND_SD) < 0)
         noise = torch.randn(g.shape, generator=gen, dtype=g.dtype, device=g.device)
         out = g3.addcmul_(sd, noise).clamp_(min=p["bmin"], max=p["bmax"])
         if near.numel():
@@ -267,7 +281,7 @@ class AffineFamily(DeviceFamily):
                 pn = {k: v.index_select(0, near) for k, v in p.items()}
             else:
                 rows = packed[0].t().index_select(0, near)  # packed[0] is (K, N); its transpose device-major
-                pn = {k: rows[:, i] for i, k in enumerate(packed[1])}
+                pn = dict(zip(packed[1], rows.unbind(1)))
             gn, nu = g.index_select(0, near), n_up.index_select(0, near)
             first = torch.floor(nu * 0.5)
             for n, up in ((first, True), (n_dn.index_select(0, near), False), (nu - first, True)):
@@ -456,4 +470,5 @@ def get_family(name: str) -> DeviceFamily:
         raise ValueError(f"device.family={name}: must be one of {', '.join(sorted(FAMILIES))}") from None
 
 
-__all__ = ["DeviceFamily", "AffineFamily", "PowStep", "ExpStep", "PiecewiseStep", "FAMILIES", "get_family", "Q_MIN"]
+__all__ = ["flat_nonzero", "DeviceFamily", "AffineFamily", "PowStep", "ExpStep", "PiecewiseStep", "FAMILIES",
+           "get_family", "Q_MIN"]
