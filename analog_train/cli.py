@@ -20,8 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from analog_train.config import ConfigError, register_configs, validate
+from analog_train.devices_cli import devices_app
 
-CONF_DIR = str(Path(__file__).parent / "conf")
 EXIT_CONFIG_ERROR = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
@@ -113,8 +113,6 @@ def plot(
     files = draw(csv, out if out is not None else csv.with_suffix(""))
     typer.echo("wrote " + ", ".join(str(p) for p in files))
 
-
-from analog_train.devices_cli import devices_app  # noqa: E402
 
 app.add_typer(devices_app, name="devices")
 

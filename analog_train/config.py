@@ -9,11 +9,18 @@ Field names follow aihwkit wherever the concept exists there.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Callable, Optional
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+# The config tree ships inside the package, so the installed console script finds it anywhere.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 DEVICE_FAMILIES = ("constant_step", "linear_step", "soft_bounds", "pow_step", "exp_step", "piecewise_step")
 ALGORITHMS = ("fp", "sgd", "ttv2", "cttv2", "agad")
@@ -231,6 +238,14 @@ class Config:
     progress: bool = True
     plot: bool = False
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config ``analog-train <overrides>`` composes, for code outside the Hydra app (bench, figures, tests)."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
 
 
 def register_configs() -> None:

@@ -18,14 +18,11 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from analog_train.config import register_configs, validate
+from analog_train.config import compose_config as compose_run_config, validate
 from analog_train.runner.experiment import EXPERIMENTS, resolve_callable, run_experiment
 
-CONF_DIR = str(Path(__file__).parent / "conf")
 FIGURES = ("fig2", "fig3", "fig4", "fig6", "table1")
 EXPERIMENT_OF = {"fig3": "toy_mechanism", "fig4": "weight_programming", "fig6": "asymmetry"}
 SMOKE: dict[str, list[str]] = {
@@ -41,10 +38,7 @@ FIG2_DEVICES = {"softbounds_40": ["device.n_states=40"], "softbounds_20": ["devi
 
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     """The run config ``analog-train <overrides>`` would get (validated), outside a Hydra app."""
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
+    cfg = compose_run_config(overrides)
     validate(cfg)
     return cfg
 

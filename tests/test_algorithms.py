@@ -6,11 +6,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from analog_train.algorithms import AGAD, ChoppedTTv2, TTv2, build_algorithm
-from analog_train.cli import CONF_DIR
-from analog_train.config import AlgoConfig, ConfigError, DeviceConfig, IOConfig, UpdateConfig, register_configs, validate
+from analog_train.config import AlgoConfig, ConfigError, DeviceConfig, IOConfig, UpdateConfig, compose_config, validate
 from analog_train.crossbar.io import analog_mvm
 
 PERFECT = IOConfig(is_perfect=True)
@@ -223,20 +221,16 @@ def test_large_layers_read_one_column_per_input_tile():
     assert alg.last_reads.phase.tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
 
 
-def compose_cfg(overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def test_algo_device_presets_are_picked_and_overridable():
-    cfg = compose_cfg(["algo=agad", "device=reram"])
+    cfg = compose_config(["algo=agad", "device=reram"])
     validate(cfg)
     assert (cfg.algo.fast_lr, cfg.algo.auto_granularity, cfg.algo.in_chop_prob, cfg.algo.tail_weightening) == (0.5, 1000, 0.02, 5)
     assert cfg["update"].desired_bl == 31 and cfg.device.subtract_symmetry_point
-    cfg = compose_cfg(["algo=cttv2", "device=ecram_mo", "algo.in_chop_prob=0.05"])
+    cfg = compose_config(["algo=cttv2", "device=ecram_mo", "algo.in_chop_prob=0.05"])
     assert (cfg.algo.in_chop_prob, cfg["update"].desired_bl) == (0.05, 100)
-    assert compose_cfg(["algo=sgd", "device=reram"])["update"].desired_bl == 31
+    assert compose_config(["algo=sgd", "device=reram"])["update"].desired_bl == 31
 
 
 @pytest.mark.parametrize("override,key", [
@@ -251,13 +245,13 @@ def test_algo_device_presets_are_picked_and_overridable():
 ])
 def test_bad_algo_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate(compose_cfg(["algo=agad", override]))
+        validate(compose_config(["algo=agad", override]))
 
 
 @pytest.mark.parametrize("name", ["ttv2", "cttv2", "agad"])
 def test_one_sided_fast_array_is_rejected_with_the_working_combinations(name):
     with pytest.raises(ConfigError, match="one_sided.*sgd"):
-        validate(compose_cfg([f"algo={name}", "device.one_sided=true", "device.w_min=0"]))
+        validate(compose_config([f"algo={name}", "device.one_sided=true", "device.w_min=0"]))
     with pytest.raises(ConfigError, match="one_sided"):
         build_algorithm(algo_cfg(name, in_chop_prob=0.1), replace(IDEAL, one_sided=True, w_min=0.0), (2, 2),
                         DETERMINISTIC, gen(0), gen(1))

@@ -8,19 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
-from analog_train.cli import CONF_DIR
-from analog_train.config import ConfigError, register_configs, validate
+from analog_train.config import CONF_DIR, ConfigError, compose_config, validate
 
 SCRIPT = shutil.which("analog-train", path=str(Path(sys.executable).parent)) or shutil.which("analog-train")
 GROUPS = {g: sorted(p.stem for p in (Path(CONF_DIR) / g).glob("*.yaml")) for g in ("algo", "device", "model", "data", "io")}
 
 
-def compose_cfg(overrides=()):
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
@@ -28,12 +22,12 @@ def test_every_group_option_composes_and_validates(group, option):
     # Devices are checked under in-memory SGD, which every preset supports (the one-sided pcm
     # cell cannot be the A array of the default AGAD: see test_unusable_combination_says_what_works).
     base = ["algo=sgd"] if group == "device" else []
-    validate(compose_cfg([*base, f"{group}={option}"]))
+    validate(compose_config([*base, f"{group}={option}"]))
 
 
 def test_unusable_combination_says_what_works():
     with pytest.raises(ConfigError, match="sgd") as err:
-        validate(compose_cfg(["algo=agad", "device=pcm"]))
+        validate(compose_config(["algo=agad", "device=pcm"]))
     assert "\n" not in str(err.value)
 
 
@@ -47,12 +41,12 @@ def test_unusable_combination_says_what_works():
 ])
 def test_invalid_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate(compose_cfg([override]))
+        validate(compose_config([override]))
 
 
 def test_typo_in_key_fails_at_compose():
     with pytest.raises(Exception, match="n_stats"):
-        compose_cfg(["device.n_stats=3"])
+        compose_config(["device.n_stats=3"])
 
 
 def run_cli(tmp_path, *args):
@@ -92,12 +86,12 @@ def test_end_to_end_run_is_deterministic(tmp_path):
 
 def test_defaults_are_the_headline_run():
     """`analog-train` alone is AGAD on the ReRAM preset, with aihwkit's AGADReRamSBPreset values."""
-    cfg = compose_cfg()
+    cfg = compose_config()
     assert (cfg.algo.name, cfg.model.name, cfg.data.name) == ("agad", "fc", "mnist")
     assert cfg.device.source.startswith("aihwkit ReRamSBPresetDevice")
     assert cfg.algo.in_chop_prob == 0.02 and cfg.algo.tail_weightening == 5
     assert cfg.device.subtract_symmetry_point  # from conf/algo_device/agad_reram.yaml
-    assert not compose_cfg(["algo=sgd"]).device.subtract_symmetry_point  # the bare device preset
+    assert not compose_config(["algo=sgd"]).device.subtract_symmetry_point  # the bare device preset
 
 
 def test_headline_command_runs_end_to_end(tmp_path):

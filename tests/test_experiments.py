@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
-from analog_train.cli import CONF_DIR
-from analog_train.config import register_configs, validate
+from analog_train.config import CONF_DIR, compose_config, validate
 from analog_train.runner.experiment import run_experiment
 from analog_train.runner.weight_programming import COLUMNS, experiment_settings
 
@@ -20,32 +18,28 @@ TINY = ["experiment.samples=60", "experiment.log_every=30", "experiment.seeds=1"
         "experiment.reference_std=[0.0,0.5]"]
 
 
-def compose_cfg(overrides=()):
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_configs_compose_and_validate(name):
-    cfg = compose_cfg([f"experiment={name}"])
+    cfg = compose_config([f"experiment={name}"])
     validate(cfg)
     # A training experiment (fc_mnist) is a set of overrides of the ordinary train loop.
     assert cfg.experiment.name == ("train" if name == "fc_mnist" else name)
 
 
 def test_default_is_the_train_loop_and_paper_scale_merges():
-    assert compose_cfg().experiment.name == "train"
-    reduced = experiment_settings(compose_cfg(["experiment=weight_programming"]))
-    paper = experiment_settings(compose_cfg(["experiment=weight_programming", "experiment.scale=paper"]))
+    assert compose_config().experiment.name == "train"
+    reduced = experiment_settings(compose_config(["experiment=weight_programming"]))
+    paper = experiment_settings(compose_config(["experiment=weight_programming", "experiment.scale=paper"]))
     assert paper.samples > reduced.samples
     # Fig. 4 device: sigma_pm 0.1 on A, sigma_b = 0 on the weight array; grid of 6 x 5 x 3 replicas.
-    assert reduced.weight_device["w_max_dtod"] == 0 and compose_cfg(["experiment=weight_programming"]).device.up_down_dtod == 0.1
+    assert reduced.weight_device["w_max_dtod"] == 0 and compose_config(["experiment=weight_programming"]).device.up_down_dtod == 0.1
     assert len(reduced.n_states) * len(reduced.reference_std) * reduced.seeds == 90
 
 
 def test_weight_programming_tiny_grid_writes_csv_and_plot(tmp_path):
-    cfg = compose_cfg(["experiment=weight_programming", *TINY])
+    cfg = compose_config(["experiment=weight_programming", *TINY])
     summary = run_experiment(cfg, tmp_path)
     assert summary["status"] == "completed"
     df = pd.read_csv(tmp_path / "weight_programming.csv")
@@ -60,7 +54,7 @@ def test_weight_programming_tiny_grid_writes_csv_and_plot(tmp_path):
 
 
 def test_asymmetry_tiny_writes_csvs_and_plot(tmp_path):
-    cfg = compose_cfg(["experiment=asymmetry", "experiment.samples=40", "experiment.log_every=40",
+    cfg = compose_config(["experiment=asymmetry", "experiment.samples=40", "experiment.log_every=40",
                        "experiment.seeds=2", "experiment.bounds=[1,4]", "experiment.response_pulses=10",
                        "experiment.algos=[sgd,agad]"])
     run_experiment(cfg, tmp_path)
@@ -79,7 +73,7 @@ def test_asymmetry_tiny_writes_csvs_and_plot(tmp_path):
 
 
 def _fig4_means(tmp_path, samples):
-    cfg = compose_cfg(["experiment=weight_programming", f"experiment.samples={samples}",
+    cfg = compose_config(["experiment=weight_programming", f"experiment.samples={samples}",
                        f"experiment.log_every={samples}", "experiment.seeds=2", "experiment.n_states=[20]",
                        "experiment.reference_std=[0.0,0.5]", "plot=false"])
     run_experiment(cfg, tmp_path)
@@ -142,7 +136,7 @@ def test_toy_mechanism_shows_the_six_fig3_claims(tmp_path):
     "moves the right way" is more than two steps down; "stalls or drifts the wrong way" is less
     than one step down; AGAD "unaffected" is within two steps of its offset-free result.
     """
-    run_experiment(compose_cfg(["experiment=toy_mechanism", "plot=false"]), tmp_path)
+    run_experiment(compose_config(["experiment=toy_mechanism", "plot=false"]), tmp_path)
     trace = pd.read_csv(tmp_path / "toy_mechanism.csv")
     w = trace.groupby(["algo", "reference_offset"])["W"].last()
     eps = 0.05

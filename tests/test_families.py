@@ -4,19 +4,16 @@ Statistical checks use fixed seeds and tolerances of 5 standard errors estimated
 """
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from analog_train.config import ConfigError, DeviceConfig, UpdateConfig, register_configs, to_object, validate_device
+from analog_train.config import ConfigError, DeviceConfig, UpdateConfig, compose_config, to_object, validate_device
 from analog_train.crossbar.pulsed_update import pulsed_update
 from analog_train.devices.array import DeviceArray
 from analog_train.devices.onesided import OneSidedArray, make_array
 from analog_train.devices.parameters import granularity, number_of_states
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "analog_train" / "conf")
 SHAPE = (30, 40)
 TABLE_UP = [1.5, 1.2, 1.0, 0.6, 0.2]
 TABLE_DN = [0.3, 0.7, 1.0, 1.1, 1.6]
@@ -215,9 +212,7 @@ EXP_PRESETS = {"reram_es": (0.00199, 1004, 0.00174), "pcm": (0.0324, 62, None)}
 
 
 def _preset(name):
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"device={name}"])
+    cfg = compose_config([f"device={name}"])
     validate_device(cfg.device)
     return to_object(cfg.device)
 

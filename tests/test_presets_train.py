@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from analog_train.cli import CONF_DIR
+from analog_train.config import CONF_DIR
 from analog_train.config import validate
 from analog_train.data import load_dataset
 from analog_train.devices.parameters import number_of_states
 from analog_train.runner.train import train
-from tests.test_config_cli import compose_cfg
+from analog_train.config import compose_config
 from tests.test_data import real_folder
 
 PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "device").glob("*.yaml"))
@@ -36,7 +36,7 @@ OVERRIDES = ["algo=sgd", "data=mnist", "data.train_subset=10000", "data.test_sub
 def bias_only_accuracy() -> float:
     """Accuracy (%) of always predicting the most frequent test class, plus five standard errors."""
     real_folder("mnist")  # skips, saying why, when the MNIST files are not available
-    data = load_dataset(compose_cfg(OVERRIDES).data)
+    data = load_dataset(compose_config(OVERRIDES).data)
     n = len(data.test_y)
     p = torch.bincount(data.test_y).max().item() / n
     return 100.0 * (p + 5 * math.sqrt(p * (1 - p) / n))
@@ -45,7 +45,7 @@ def bias_only_accuracy() -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_sgd_trains_on_every_preset(preset: str, tmp_path: Path, bias_only_accuracy: float) -> None:
-    cfg = compose_cfg([*OVERRIDES, f"device={preset}"])
+    cfg = compose_config([*OVERRIDES, f"device={preset}"])
     validate(cfg)
     result = train(cfg, tmp_path)
     assert result.status == "completed"

@@ -13,12 +13,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from analog_train.config import ConfigError, register_configs
+from analog_train.config import CONF_DIR, ConfigError, compose_config
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 PRESET_DIR = CONF_DIR / "device"
 FILE_PRESET = "_device_file"  # name of the copied file: cannot clash with a package preset
 
@@ -56,7 +54,6 @@ def compose_device(name: str, overrides: Sequence[str] = ()) -> DictConfig:
 
     Raises ConfigError for an unknown preset (listing the presets) or a missing file.
     """
-    register_configs()
     extra: list[str] = []
     tmp = None
     if is_file(name):
@@ -71,8 +68,7 @@ def compose_device(name: str, overrides: Sequence[str] = ()) -> DictConfig:
     elif name not in list_presets():
         raise ConfigError(f"device preset {name!r} not found; presets: {', '.join(list_presets())}")
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[*extra, f"device={name}", *device_overrides(overrides)])
+        cfg = compose_config([*extra, f"device={name}", *device_overrides(overrides)])
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from analog_train.config import register_configs, validate
+from analog_train.config import compose_config, validate
 from analog_train.runner.train import train
 
 # (label, overrides): the configurations the benchmark times.
@@ -30,9 +29,6 @@ CASES: list[tuple[str, list[str]]] = [
 
 def bench_config(overrides: list[str], samples: int, batch_size: int, threads: Optional[int],
                  data_root: Optional[str]) -> DictConfig:
-    from analog_train.cli import CONF_DIR
-
-    register_configs()
     common = [
         "data=mnist", f"data.train_subset={samples}", "data.test_subset=1000", f"data.batch_size={batch_size}",
         "train.epochs=1", "progress=false", "device=softbounds",
@@ -41,8 +37,7 @@ def bench_config(overrides: list[str], samples: int, batch_size: int, threads: O
         common.append(f"threads={threads}")
     if data_root:
         common.append(f"data.root={data_root}")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=common + overrides)
+    cfg = compose_config(common + overrides)
     validate(cfg)
     return cfg
 

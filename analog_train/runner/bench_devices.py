@@ -18,28 +18,26 @@ import torch
 from analog_train.config import DeviceConfig, UpdateConfig
 from analog_train.crossbar.pulsed_update import pulsed_update
 from analog_train.devices.onesided import make_array
+from analog_train.devices.parameters import resolve
+from analog_train.devices.presets import compose_device
 
-# One representative device per family (aihwkit preset values where one exists; see conf/device/).
-CASES: dict[str, DeviceConfig] = {
-    "constant_step (gokmen_vlasov)": DeviceConfig(family="constant_step", dw_min=0.0016, w_max=1.0, w_min=-1.0),
-    "linear_step (ecram)": DeviceConfig(family="linear_step", dw_min=0.002, w_max=1.1724, w_min=-0.8276,
-                                        gamma_up=0.1153, gamma_down=0.5085, mult_noise=True, w_max_dtod=0.05,
-                                        w_min_dtod=0.05, dw_min_dtod=0.1),
-    "soft_bounds (reram)": DeviceConfig(family="soft_bounds", dw_min=0.002, w_max=1.25, w_min=-0.75, w_max_dtod=0.24,
-                                        w_min_dtod=0.4, dw_min_std=3.75, write_noise_std=56.0),
+# One device per family: the shipped preset where the family has one (conf/device/), else a
+# mid-range device of that family.
+PRESET_CASES = {"constant_step": "gokmen_vlasov", "linear_step": "ecram", "soft_bounds": "reram",
+                "exp_step": "reram_es", "one-sided exp_step": "pcm"}
+OWN_CASES: dict[str, DeviceConfig] = {
     "pow_step": DeviceConfig(family="pow_step", dw_min=0.004, w_max=1.0, w_min=-1.0, pow_gamma=1.5),
-    "exp_step (reram_es)": DeviceConfig(family="exp_step", dw_min=0.00135, up_down=0.259359, w_max=1.0, w_min=-1.0,
-                                        es_a=-0.5, es_b=-0.5, es_gamma_up=5.0, es_gamma_down=5.0, es_A_up=-1.18445,
-                                        es_A_down=-0.081404, dw_min_dtod=0.2, up_down_dtod=0.05, dw_min_std=5.0,
-                                        write_noise_std=75.0),
     "piecewise_step": DeviceConfig(family="piecewise_step", dw_min=0.002, w_max=1.0, w_min=-1.0,
                                    piecewise_up=[1.6, 1.3, 1.0, 0.7, 0.4], piecewise_down=[0.4, 0.7, 1.0, 1.3, 1.6]),
-    "one-sided exp_step (pcm)": DeviceConfig(family="exp_step", one_sided=True, dw_min=0.01, w_max=2.0, w_min=0.0,
-                                             es_a=-1.0, es_b=0.0, es_gamma_up=2.5, es_gamma_down=2.5,
-                                             es_A_up=-27.235, es_A_down=-2.235, dw_min_dtod=0.2, up_down_dtod=0.05,
-                                             w_max_dtod=0.1, w_min_dtod=0.0, dw_min_std=0.6, dw_min_std_add=0.042,
-                                             dw_min_std_slope=0.108, reset=0.01, reset_dtod=0.02),
 }
+
+
+def default_cases() -> dict[str, Any]:
+    """Benchmark label -> device config, in family order."""
+    cases: dict[str, Any] = {f"{family} ({preset})": resolve(compose_device(preset)) for family, preset in PRESET_CASES.items()}
+    cases.update(OWN_CASES)
+    order = ("constant", "linear", "soft", "pow", "exp", "piecewise", "one-sided")
+    return {k: cases[k] for o in order for k in cases if k.startswith(o)}
 
 
 def mnist_like_batch(batch: int, n_in: int, n_out: int, gen: torch.Generator, d_scale: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +71,7 @@ def run_device_benchmark(shape: tuple[int, int] = (256, 784), batch: int = 10, l
     """Time both engines for every case, print one table, return ``{case: {engine: seconds}}``."""
     if threads:
         torch.set_num_threads(threads)
-    cases = cases or CASES
+    cases = cases or default_cases()
     n_updates = batch * shape[0] * shape[1]
     print(f"pulsed update of a {shape[0]}x{shape[1]} array, batch {batch} (MNIST-like x, lr {lr}), "
           f"torch threads {torch.get_num_threads()}")

@@ -27,10 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from analog_train.algorithms import AnalogAlgorithm, build_algorithm
-from analog_train.config import AlgoConfig, DeviceConfig, ExperimentConfig, to_object
+from analog_train.config import CONF_DIR, AlgoConfig, DeviceConfig, ExperimentConfig, to_object
 from analog_train.runner.train import derived_seed
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 COLUMNS = ["algo", "n_states", "sigma_r", "seed", "samples", "eps_w"]
 
 
