@@ -40,7 +40,7 @@ from torch import Tensor
 
 from analog_train.algorithms.base import AnalogAlgorithm
 from analog_train.crossbar.io import analog_mvm, split_sizes
-from analog_train.crossbar.pulsed_update import pulse_trains, pulsed_update
+from analog_train.crossbar.pulsed_update import pulse_probabilities, pulsed_update, uses_masks
 from analog_train.devices.array import DeviceArray
 
 
@@ -294,7 +294,13 @@ class TransferCompound(AnalogAlgorithm):
                 pulsed_update(a, x[:, start:], d[:, start:], eta, self.update_cfg, self.generator)
             return columns
 
-        trains = pulse_trains(x, d, eta, a.eps, self.update_cfg, self.generator)
+        probabilities = pulse_probabilities(x, d, eta, a.eps, self.update_cfg)
+        if uses_masks(a, self.update_cfg) and reads.n_phases == 1:  # compiled kernels: one pass
+            masks = probabilities.masks(self.generator)
+            if masks.empty:
+                return a.weight_at(reads.col)
+            return a.apply_masks(masks, self.generator, reads.col, reads.sample)
+        trains = probabilities.trains(self.generator)
         if trains.bx.shape[2] == 0:
             return a.weight_at(reads.col)
         n_up, n_dn = trains.up_down_counts()

@@ -16,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from analog_train.devices import kernels
 from analog_train.devices.array import DeviceArray
 
 
@@ -66,7 +68,7 @@ class PulseTrains:
 # int32 accumulation; several times faster than float32 on CPU) when torch offers them.
 INT_MM_MIN_SIZE = 4096
 INT_MM_MAX_POPULATION = 4
-_int_mm_ok = hasattr(torch, "_int_mm")
+_int_mm_ok = False and hasattr(torch, "_int_mm")
 
 
 def _use_int_mm(bits: Tensor, size: int) -> bool:
@@ -95,8 +97,67 @@ def _int_up_down(bd: Tensor, bx: Tensor, sd: Tensor, sx: Tensor) -> tuple[Tensor
     return torch.stack(ups), torch.stack(dns)
 
 
-def pulse_trains(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any, generator: torch.Generator) -> PulseTrains:
-    """Pulse-train length, probabilities and Bernoulli trains of each sample (SPEC 3 steps 1-4).
+@dataclass
+class PulseProbabilities:
+    """Per-slot pulse probabilities of a batch (SPEC 3 steps 1-3): ``p_x (P, B, in)``, ``p_d (P, B, out)``."""
+
+    p_x: Tensor
+    p_d: Tensor
+    sign_x: Tensor
+    sign_d: Tensor
+    bl: Tensor  # (P, B) pulse-train length of each sample
+
+    def trains(self, generator: torch.Generator) -> PulseTrains:
+        """Bernoulli bit trains as tensors (SPEC 3 step 4)."""
+        t_max = int(self.bl.max().item()) if self.bl.numel() else 0
+        x, d = self.p_x, self.p_d
+        slots = torch.arange(t_max, device=x.device, dtype=x.dtype).view(1, 1, -1, 1)
+        in_train = (slots < self.bl.view(*self.bl.shape, 1, 1)).to(x.dtype)
+        bx = torch.rand((*x.shape[:2], t_max, x.shape[-1]), generator=generator, dtype=x.dtype, device=x.device)
+        bx = torch.lt(bx, x.unsqueeze(2), out=bx).mul_(in_train)
+        bd = torch.rand((*d.shape[:2], t_max, d.shape[-1]), generator=generator, dtype=x.dtype, device=x.device)
+        bd = torch.lt(bd, d.unsqueeze(2), out=bd).mul_(in_train)
+        return PulseTrains(bx=bx, bd=bd, sign_x=self.sign_x, sign_d=self.sign_d, bl=self.bl)
+
+    def masks(self, generator: torch.Generator) -> "PulseMasks":
+        """The same Bernoulli trains as bit masks for the compiled kernels (CPU)."""
+        bl = self.bl.to(torch.int64)
+        t_max = int(bl.max().item()) if bl.numel() else 0
+        words = max(1, -(-self.bl.shape[1] * t_max // 64))
+        seed = kernels.draw_seed(generator)
+        xpos, xneg = kernels.pulse_masks(self.p_x.contiguous().numpy(), self.sign_x.contiguous().numpy(), bl.numpy(),
+                                         t_max, words, seed, 0)
+        dpos, dneg = kernels.pulse_masks(self.p_d.contiguous().numpy(), self.sign_d.contiguous().numpy(), bl.numpy(),
+                                         t_max, words, seed, 1)
+        return PulseMasks(xpos=xpos, xneg=xneg, dpos=dpos, dneg=dneg, t_max=t_max)
+
+
+@dataclass
+class PulseMasks:
+    """Pulse trains as uint64 bit masks ``(P, n, words)``, split by the sign of the element; slot ``b t_max + t``."""
+
+    xpos: np.ndarray
+    xneg: np.ndarray
+    dpos: np.ndarray
+    dneg: np.ndarray
+    t_max: int
+
+    @property
+    def empty(self) -> bool:
+        return self.t_max == 0
+
+    def up_to(self, samples: Tensor) -> np.ndarray:
+        """Masks ``(R, words)`` of the slots of samples ``0..samples[r]`` (a read after that sample's pulses)."""
+        words = self.xpos.shape[2]
+        ends = (samples.numpy().astype(np.int64) + 1) * self.t_max  # first slot after each read sample
+        bit = np.arange(words * 64, dtype=np.int64)
+        keep = bit[None, :] < ends[:, None]  # (R, words*64)
+        weights = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
+        return (keep.reshape(-1, words, 64).astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
+
+
+def pulse_probabilities(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any) -> PulseProbabilities:
+    """Pulse-train length and per-slot probabilities of each sample (SPEC 3 steps 1-3).
 
     ``x (P, B, in)``, ``d (P, B, out)``, ``eta`` broadcastable to ``(P, B)``, ``eps (P,)``.
     """
@@ -128,26 +189,32 @@ def pulse_trains(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: An
         dv = torch.where(k > bl_d, dv * bl_d / torch.clamp(k, min=1e-30), dv)
         ratio = torch.clamp(xm, min=1e-30).div_(dv.clamp_(min=1e-30)).sqrt_()
         a_d, b_x = scale * ratio, scale / ratio
-    p_x = xa.mul_(b_x.unsqueeze(-1)).clamp_(max=1.0).unsqueeze_(2)
-    p_d = da.mul_(a_d.unsqueeze(-1)).clamp_(max=1.0).unsqueeze_(2)
+    p_x = xa.mul_(b_x.unsqueeze(-1)).clamp_(max=1.0)
+    p_d = da.mul_(a_d.unsqueeze(-1)).clamp_(max=1.0)
+    return PulseProbabilities(p_x=p_x, p_d=p_d, sign_x=torch.sign(x), sign_d=torch.sign(d), bl=bl)
 
-    t_max = int(bl.max().item()) if bl.numel() else 0
-    slots = torch.arange(t_max, device=x.device, dtype=x.dtype).view(1, 1, -1, 1)
-    in_train = (slots < bl.view(*bl.shape, 1, 1)).to(x.dtype)
-    shape_x = (*x.shape[:2], t_max, x.shape[-1])
-    shape_d = (*d.shape[:2], t_max, d.shape[-1])
-    bx = torch.rand(shape_x, generator=generator, dtype=x.dtype, device=x.device)
-    bx = torch.lt(bx, p_x, out=bx).mul_(in_train)
-    bd = torch.rand(shape_d, generator=generator, dtype=x.dtype, device=x.device)
-    bd = torch.lt(bd, p_d, out=bd).mul_(in_train)
-    return PulseTrains(bx=bx, bd=bd, sign_x=torch.sign(x), sign_d=torch.sign(d), bl=bl)
+
+def pulse_trains(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any, generator: torch.Generator) -> PulseTrains:
+    """Pulse-train length, probabilities and Bernoulli trains of each sample (SPEC 3 steps 1-4)."""
+    return pulse_probabilities(x, d, eta, eps, cfg).trains(generator)
+
+
+def uses_masks(array: Any, cfg: Any) -> bool:
+    """Whether the fast engine updates ``array`` through the compiled kernels (affine families on the CPU)."""
+    return cfg.engine != "exact" and getattr(array, "kernel_ready", False)
 
 
 def pulsed_update(
     array: DeviceArray, x: Tensor, d: Tensor, eta: Tensor | float, cfg: Any, generator: torch.Generator
 ) -> None:
     """Apply the pulsed update ``W <- W - eta d x^T`` (in expectation) to ``array`` with ``cfg.engine``."""
-    trains = pulse_trains(x, d, eta, array.eps, cfg, generator)
+    probabilities = pulse_probabilities(x, d, eta, array.eps, cfg)
+    if uses_masks(array, cfg):
+        masks = probabilities.masks(generator)
+        if not masks.empty:
+            array.apply_masks(masks, generator)
+        return
+    trains = probabilities.trains(generator)
     if trains.bx.shape[2] == 0:
         return
     if cfg.engine == "exact":

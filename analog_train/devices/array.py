@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from analog_train.devices import kernels
 from analog_train.devices.families import DeviceFamily, flat_nonzero, get_family
 from analog_train.devices.parameters import draw_common, granularity, resolve_replicas
 
@@ -77,6 +79,12 @@ class DeviceArray:
         self.g = self.family.clip(self.ref.clone(), self.params)
         self.w_noise = torch.zeros(self.shape, dtype=dtype, device=self.device)
         self.pulse_count = torch.zeros(self.shape, dtype=dtype, device=self.device)
+        # Affine families on the CPU update through the compiled kernels, which read one row of
+        # parameters per device; None: the torch implementation (other families, GPUs).
+        self._kernel_rows = None
+        if affine and self.device.type == "cpu" and kernels.enabled():
+            self._kernel_rows = torch.stack([self.params[k].reshape(-1) for k in kernels.ROW_KEYS], 1).numpy()
+            self._ref_flat = self.ref.expand(self.shape).reshape(-1).contiguous().numpy()
 
     # -- reading ---------------------------------------------------------------------------------
     @property
@@ -113,6 +121,9 @@ class DeviceArray:
         (:meth:`AffineFamily.counts`); the others sub-step each phase. Sparse updates (a minority of
         the devices touched) gather those devices first and leave the rest alone.
         """
+        if self._kernel_rows is not None:
+            self._kernel_apply(None, n_up, n_dn, generator)
+            return
         n_up, n_dn = n_up.to(self.dtype), n_dn.to(self.dtype)
         n_tot = n_up + n_dn
         # The indices of the touched devices give their count too (torch.count_nonzero is slow on CPU).
@@ -136,10 +147,13 @@ class DeviceArray:
 
         ``sparse=True``: only the elements with a nonzero count are gathered (few pulses).
         """
+        idx = (self._row_base + cols.view(1, 1, -1)).reshape(-1)
+        if self._kernel_rows is not None:
+            self._kernel_apply(idx, n_up, n_dn, generator)
+            return
         n_up, n_dn = n_up.to(self.dtype), n_dn.to(self.dtype)
         n_tot = n_up + n_dn
         self.pulse_count.index_add_(2, cols, n_tot)
-        idx = (self._row_base + cols.view(1, 1, -1)).reshape(-1)
         n_up, n_dn = n_up.reshape(-1), n_dn.reshape(-1)
         if sparse:
             nz = flat_nonzero(n_tot.reshape(-1) != 0)
@@ -151,6 +165,47 @@ class DeviceArray:
             mask = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
             mask.index_add_(2, cols, n_tot)
             self._redraw_write_noise(mask > 0, generator)
+
+    @property
+    def kernel_ready(self) -> bool:
+        """Whether :meth:`apply_masks` is available (compiled kernels: affine family on the CPU)."""
+        return self._kernel_rows is not None
+
+    def apply_masks(self, masks: Any, generator: torch.Generator, read_cols: Tensor | None = None,
+                    read_samples: Tensor | None = None) -> Tensor:
+        """Apply a batch's pulse trains given as bit masks (:class:`~analog_train.crossbar.pulsed_update.PulseMasks`).
+
+        With ``read_cols`` (distinct columns) and ``read_samples``: returns the visible weight of
+        each read column right after its read sample's pulses, ``(P, out, R)``, as the transfer
+        algorithms read A; the later samples' pulses follow.
+        """
+        n_p, n_out, n_in = self.shape
+        read_slot = np.full(n_in, -1, dtype=np.int64)
+        n_reads = 0 if read_cols is None else int(read_cols.numel())
+        if n_reads:
+            read_slot[read_cols.numpy()] = np.arange(n_reads)
+            prefix = masks.up_to(read_samples)
+        else:
+            prefix = np.zeros((0, masks.xpos.shape[2]), dtype=np.uint64)
+        read_out = np.empty((n_p, n_out, n_reads), dtype=np.float32)
+        self.g = self.g.contiguous()
+        seed = kernels.draw_seed(generator)
+        kernels.apply_trains(self.g.view(-1).numpy(), self.w_noise.view(-1).numpy(), self.pulse_count.view(-1).numpy(),
+                             self._kernel_rows, self._ref_flat, masks.dpos, masks.dneg, masks.xpos, masks.xneg,
+                             read_slot, prefix, read_out, seed, self.mult_noise, self.has_write_noise)
+        return torch.from_numpy(read_out)
+
+    def _kernel_apply(self, idx: Tensor | None, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
+        """Counts applied in place by the compiled kernel: to every device (``idx`` None) or to ``idx``."""
+        self.g = self.g.contiguous()
+        seed = kernels.draw_seed(generator)
+        state = (self.g.view(-1).numpy(), self.w_noise.view(-1).numpy(), self.pulse_count.view(-1).numpy(),
+                 self._kernel_rows)
+        counts = tuple(n.reshape(-1).to(self.dtype).contiguous().numpy() for n in (n_up, n_dn))
+        if idx is None:
+            kernels.apply_dense(*state, *counts, seed, self.mult_noise, self.has_write_noise)
+        else:
+            kernels.apply_listed(*state, idx.numpy(), *counts, seed, self.mult_noise, self.has_write_noise)
 
     def _apply_at(self, idx: Tensor, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
         """Apply flat counts to the flat element indices ``idx`` (gathered, updated, scattered back)."""

@@ -1,0 +1,172 @@
+"""The compiled kernels of the fast engine against the torch implementation and against SPEC 2-3.
+
+The kernels (``analog_train.devices.kernels``) must compute what the torch closed form computes:
+the same noise-free map (to float precision, bounds and near-bound phases included), the same noise
+distribution, and the same coincidence counts as the matrix products of the bit trains.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from analog_train.config import DeviceConfig, UpdateConfig
+from analog_train.crossbar.pulsed_update import PulseMasks, pulse_probabilities, pulse_trains
+from analog_train.devices.array import DeviceArray
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def dev(family="soft_bounds", **kw):
+    base = dict(family=family, w_max=1.0, w_min=-1.0, dw_min=0.02, dw_min_std=0.3, dw_min_dtod=0.3,
+                up_down_dtod=0.05, w_max_dtod=0.2, w_min_dtod=0.2, gamma_up=0.3, gamma_down=0.5)
+    base.update(kw)
+    return DeviceConfig(**base)
+
+
+def torch_array(monkeypatch, cfg, shape, seed=3):
+    monkeypatch.setenv("ANALOG_TRAIN_KERNELS", "0")
+    arr = DeviceArray(cfg, shape, gen(seed))
+    monkeypatch.delenv("ANALOG_TRAIN_KERNELS")
+    assert not arr.kernel_ready
+    return arr
+
+
+def pack(trains) -> PulseMasks:
+    """The bit trains of ``trains`` as the masks the kernels read (slot ``b T + t``)."""
+    def side(bits, sign):
+        p, b, t, n = bits.shape
+        words = max(1, -(-b * t // 64))
+        slots = bits.permute(0, 3, 1, 2).reshape(p, n, b * t).numpy().astype(bool)
+        signs = np.repeat(sign.permute(0, 2, 1).numpy(), t, axis=2)
+        out = []
+        for want in (1.0, -1.0):
+            m = np.zeros((p, n, words * 64), dtype=bool)
+            m[..., : b * t] = slots & (signs == want)
+            weights = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
+            out.append((m.reshape(p, n, words, 64).astype(np.uint64) * weights).sum(axis=3, dtype=np.uint64))
+        return out
+    xpos, xneg = side(trains.bx, trains.sign_x)
+    dpos, dneg = side(trains.bd, trains.sign_d)
+    return PulseMasks(xpos=xpos, xneg=xneg, dpos=dpos, dneg=dneg, t_max=trains.bx.shape[2])
+
+
+def test_kernel_normals_are_standard_normal():
+    """One noisy constant step per device: (w - w0 - dw) / (c2c dw) are the kernel's N(0, 1) draws."""
+    shape = (400, 500)
+    arr = DeviceArray(dev("constant_step", dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0,
+                          w_max=10.0, w_min=-10.0), shape, gen())
+    assert arr.kernel_ready
+    arr.apply_counts(torch.ones(1, *shape), torch.zeros(1, *shape), gen(1))
+    z = ((arr.weight - 0.02) / (0.3 * 0.02)).reshape(-1).double()
+    n = z.numel()
+    assert abs(z.mean().item()) < 5 / math.sqrt(n)
+    assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / n)
+    assert abs((z**3).mean().item()) < 5 * math.sqrt(15 / n)
+    assert abs((z**4).mean().item() - 3) < 5 * math.sqrt(96 / n)
+    tail = (z.abs() > 3).double().mean().item()  # 0.0027 for N(0, 1): Acklam's tails are right
+    assert abs(tail - 0.0026998) < 5 * math.sqrt(0.0027 / n)
+    # Neighbouring devices draw independent numbers.
+    flat = z.reshape(-1)
+    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()) < 5 / math.sqrt(n)
+
+
+@pytest.mark.parametrize("family,mult", [("soft_bounds", False), ("soft_bounds", True), ("linear_step", False),
+                                         ("constant_step", False)])
+def test_kernel_matches_torch_closed_form_without_noise(monkeypatch, family, mult):
+    """Noise-free, the kernel's map equals the torch closed form, also where counts drive devices into a bound."""
+    cfg = dev(family, dw_min_std=0.0, mult_noise=mult)
+    shape = (30, 40)
+    counts = torch.randint(0, 60, (2, 1, *shape), generator=gen(5)).float()
+    counts[:, :, :5] = 0.0  # untouched devices stay as they are
+    w0 = torch.empty(1, *shape).uniform_(-0.9, 0.9, generator=gen(6))
+    results = []
+    for arr in (DeviceArray(cfg, shape, gen(3)), torch_array(monkeypatch, cfg, shape)):
+        arr.set_weights(w0)
+        before = arr.weight.clone()  # set_weights clips w0 to each device's bounds
+        arr.apply_counts(counts[0], counts[1], gen(7))
+        results.append((arr.weight, arr.pulse_count))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1])
+    assert bool((results[0][0][:, :5] == before[:, :5]).all())
+
+
+@pytest.mark.parametrize("family,mult", [("soft_bounds", False), ("soft_bounds", True), ("linear_step", False)])
+def test_kernel_noise_matches_torch_closed_form(monkeypatch, family, mult):
+    """Same counts, many replicas of one device: mean and std of the result agree with the torch path."""
+    reps, shape = 4000, (2, 3)
+    cfg = dev(family, dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0, mult_noise=mult)
+    n_up = torch.tensor([[3.0, 0.0, 7.0], [1.0, 12.0, 30.0]]).expand(reps, -1, -1)
+    n_dn = torch.tensor([[2.0, 5.0, 0.0], [9.0, 12.0, 25.0]]).expand(reps, -1, -1)
+    w0 = torch.tensor([[0.1, -0.5, 0.9], [0.0, 0.97, -0.95]])  # the last two near a bound: phase by phase
+    out = []
+    for make in (lambda: DeviceArray([cfg] * reps, shape, gen(3), population=reps),
+                 lambda: torch_array(monkeypatch, [cfg] * reps, shape)):
+        arr = make()
+        arr.set_weights(w0)
+        arr.apply_counts(n_up, n_dn, gen(8))
+        out.append(arr.weight.double())
+    kernel, reference = out
+    se = torch.sqrt((kernel.var(0) + reference.var(0)) / reps)
+    assert ((kernel.mean(0) - reference.mean(0)).abs() <= 5 * se + 1e-6).all()
+    ratio = kernel.std(0) / reference.std(0)
+    assert ((ratio - 1).abs() < 5 * math.sqrt(1 / reps)).all()
+
+
+def _deterministic_array(shape):
+    """Constant steps of 0.01, no noise, bounds far away: the weight change counts pulses exactly."""
+    return DeviceArray(dev("constant_step", dw_min=0.01, dw_min_std=0.0, dw_min_dtod=0.0, up_down_dtod=0.0,
+                           w_max_dtod=0.0, w_min_dtod=0.0, w_max=100.0, w_min=-100.0), shape, gen())
+
+
+def test_mask_coincidences_equal_the_matrix_products():
+    """Counting coincidences from bit masks gives the counts of the bit trains' matrix products."""
+    shape, batch = (7, 90), 6  # 6 samples x up to 31 slots: several 64-bit words
+    x = torch.randn(1, batch, shape[1], generator=gen(1)) * (torch.rand(1, batch, shape[1], generator=gen(2)) < 0.7)
+    d = torch.randn(1, batch, shape[0], generator=gen(3))
+    trains = pulse_trains(x, d, 1.0, torch.tensor([0.01]), UpdateConfig(desired_bl=31), gen(4))
+    assert trains.bx.shape[2] * batch > 128
+    n_up, n_dn = trains.up_down_counts()
+    arr = _deterministic_array(shape)
+    arr.apply_masks(pack(trains), gen(5))
+    torch.testing.assert_close(arr.weight, 0.01 * (n_up - n_dn), rtol=0, atol=1e-5)
+    torch.testing.assert_close(arr.pulse_count, n_up + n_dn)
+
+
+def test_mask_reads_see_the_pulses_up_to_their_sample():
+    """A read at sample b sees the counts of samples 0..b on its column; the column ends with all of them."""
+    shape, batch = (5, 12), 8
+    x = torch.randn(1, batch, shape[1], generator=gen(1))
+    d = torch.randn(1, batch, shape[0], generator=gen(2))
+    trains = pulse_trains(x, d, 1.0, torch.tensor([0.01]), UpdateConfig(desired_bl=5), gen(3))
+    per_sample = trains.counts_per_sample()[0]  # (B, out, in), coincidences per sample
+    direction = -(trains.sign_d[0].unsqueeze(-1) * trains.sign_x[0].unsqueeze(-2))  # +1: up pulses
+    steps = (per_sample * direction).cumsum(0)  # net pulses after each sample
+    cols, samples = torch.tensor([3, 0, 7]), torch.tensor([0, 4, 7])
+    arr = _deterministic_array(shape)
+    reads = arr.apply_masks(pack(trains), gen(4), cols, samples)
+    expected = torch.stack([0.01 * steps[b, :, c] for c, b in zip(cols.tolist(), samples.tolist())], dim=-1)
+    torch.testing.assert_close(reads[0], expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(arr.weight[0], 0.01 * steps[-1], rtol=0, atol=1e-5)
+
+
+def test_kernel_pulse_masks_have_the_slot_probabilities():
+    """Bits of the kernel's trains are set with probability p_x within the train length, by sign."""
+    reps, n = 3000, 4
+    x = torch.tensor([0.9, -0.4, 0.1, 0.0]).expand(1, reps, n)
+    d = torch.ones(1, reps, 1)
+    probabilities = pulse_probabilities(x, d, 0.02, torch.tensor([0.01]), UpdateConfig(desired_bl=7))
+    masks = probabilities.masks(gen(1))
+    bl = int(probabilities.bl[0, 0])
+    assert masks.t_max == bl
+    bits = np.unpackbits(masks.xpos.view(np.uint8), bitorder="little").reshape(n, -1)[:, : reps * bl]
+    bits_neg = np.unpackbits(masks.xneg.view(np.uint8), bitorder="little").reshape(n, -1)[:, : reps * bl]
+    p = probabilities.p_x[0, 0].numpy()
+    freq = np.where(x[0, 0].numpy() < 0, bits_neg.mean(1), bits.mean(1))
+    se = np.sqrt(p * (1 - p) / (reps * bl)) + 1e-12
+    assert (np.abs(freq - p) <= 5 * se).all()
+    assert bits[1].sum() == 0 and bits_neg[0].sum() == 0  # each bit goes to its element's sign
+    assert bits[3].sum() == 0 and bits_neg[3].sum() == 0  # x = 0: no pulses
