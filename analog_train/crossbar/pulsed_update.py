@@ -7,8 +7,10 @@ or a column. Two engines apply them:
 
 * ``exact``: sample after sample, pulse after pulse (at most BL masked passes per sample), each
   pulse with its own noise and clip. The reference.
-* ``fast``: up and down counts of the whole mini-batch, counted exactly with two matrix products
-  over all samples and bit slots, then applied per device in closed form (or sub-steps).
+* ``fast``: up and down counts of the whole mini-batch, counted exactly, then applied per device
+  in closed form (or sub-steps). For the affine families on the CPU the trains are bit masks and
+  the compiled kernels of :mod:`analog_train.devices.kernels` count and apply in one pass; other
+  families (and GPUs) count with two matrix products over all samples and bit slots.
 """
 
 from __future__ import annotations
@@ -50,10 +52,6 @@ class PulseTrains:
         bx = self.bx.reshape(p, b * t, n_in)
         sd = (self.bd * self.sign_d.unsqueeze(2)).reshape(p, b * t, n_out)
         sx = (self.bx * self.sign_x.unsqueeze(2)).reshape(p, b * t, n_in)
-        if _use_int_mm(bd, n_out * n_in):
-            counts = _int_up_down(bd, bx, sd, sx)
-            if counts is not None:
-                return counts
         # Bit slots without an x bit or without a d bit (in every replica) add nothing: drop them
         # from the contraction, which is mostly empty slots at small pulse probabilities.
         live = ((bd.amax(dim=2) > 0) & (bx.amax(dim=2) > 0)).any(dim=0).nonzero().squeeze(1)
@@ -62,39 +60,6 @@ class PulseTrains:
         total = torch.bmm(bd, bx)
         signed = torch.bmm(sd, sx)
         return 0.5 * (total - signed), 0.5 * (total + signed)
-
-
-# Coincidence counts of arrays with at least this many devices use int8 matrix products (exact,
-# int32 accumulation; several times faster than float32 on CPU) when torch offers them.
-INT_MM_MIN_SIZE = 4096
-INT_MM_MAX_POPULATION = 4
-_int_mm_ok = False and hasattr(torch, "_int_mm")
-
-
-def _use_int_mm(bits: Tensor, size: int) -> bool:
-    return (_int_mm_ok and bits.device.type == "cpu" and size >= INT_MM_MIN_SIZE
-            and bits.shape[0] <= INT_MM_MAX_POPULATION and bits.shape[1] > 0)
-
-
-def _int_up_down(bd: Tensor, bx: Tensor, sd: Tensor, sx: Tensor) -> tuple[Tensor, Tensor] | None:
-    """(up, down) counts ``(P, out, in)`` from bit trains ``(P, K, n)`` by int8 products; None if unavailable."""
-    global _int_mm_ok
-    dtype = bd.dtype
-    bd8, bx8, sd8, sx8 = (v.to(torch.int8) for v in (bd, bx, sd, sx))
-    ups, dns = [], []
-    try:
-        for i in range(bd.shape[0]):
-            total = torch._int_mm(bd8[i].t(), bx8[i])
-            signed = torch._int_mm(sd8[i].t(), sx8[i])
-            dn = total.add_(signed).bitwise_right_shift_(1)  # (total + signed) / 2, exact
-            ups.append((dn - signed).to(dtype))
-            dns.append(dn.to(dtype))
-    except RuntimeError:  # a build without int8 CPU products: use float products from now on
-        _int_mm_ok = False
-        return None
-    if len(ups) == 1:
-        return ups[0].unsqueeze(0), dns[0].unsqueeze(0)
-    return torch.stack(ups), torch.stack(dns)
 
 
 @dataclass
