@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analog_train.config import IOConfig
-from analog_train.crossbar.io import analog_mvm, split_sizes
+from analog_train.crossbar.io import analog_mvm, read_columns, split_sizes
 
 RES_IN = 2.0 / 126.0  # preset DAC step on [-1, 1]
 RES_OUT = 40.0 / 510.0  # preset ADC step on [-20, 20]
@@ -103,6 +103,32 @@ def test_adc_grid_in_transfer_read() -> None:
     io = IOConfig(out_noise=0.0, noise_management="none", bound_management="none")
     y = analog_mvm(w, torch.eye(5).unsqueeze(0), io, gen())
     torch.testing.assert_close(y, torch.round(w.transpose(-1, -2) / RES_OUT) * RES_OUT, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("io", [
+    IOConfig(out_noise=0.0, noise_management="none", bound_management="none"),
+    IOConfig(out_noise=0.0, inp_res=0.0, out_res=0.0, out_bound=0.3),
+    IOConfig(out_noise=0.06, inp_noise=0.05, noise_management="abs_max", bound_management="none"),
+    IOConfig(out_noise=0.06, inp_res=1 / 8.0, out_res=0.0, out_bound=1e6),
+])
+def test_read_columns_is_the_one_hot_analog_read(io: IOConfig) -> None:
+    """The transfer's column read is analog_mvm of each column as a one-input tile with input 1.
+
+    Exactly without noise, in mean and std with it. (Input noise then acts on the read input only,
+    as in aihwkit's one-hot transfer read where the other inputs are exact zeros.)
+    """
+    reps = 4000
+    w = (torch.rand(1, 6, 3, generator=gen(1)) * 2 - 1).expand(reps, -1, -1).contiguous()
+    cols = w.permute(0, 2, 1).reshape(reps * 3, 6, 1)
+    via_mvm = analog_mvm(cols, torch.ones(reps * 3, 1, 1), io, gen(2), bound_management=False)
+    via_mvm = via_mvm.view(reps, 3, 6).transpose(1, 2)  # (P, out, R)
+    direct = read_columns(w.clone(), io, gen(3))
+    if io.out_noise == 0 and io.inp_noise == 0:
+        torch.testing.assert_close(direct, via_mvm, rtol=0, atol=1e-6)
+        return
+    se = torch.sqrt((direct.var(0) + via_mvm.var(0)) / reps)
+    assert ((direct.mean(0) - via_mvm.mean(0)).abs() <= 5 * se).all()
+    assert ((direct.std(0) / via_mvm.std(0) - 1).abs() < 5 * math.sqrt(1 / reps)).all()
 
 
 def test_adc_clips_without_bound_management() -> None:

@@ -141,7 +141,8 @@ def test_mask_reads_see_the_pulses_up_to_their_sample():
     shape, batch = (5, 12), 8
     x = torch.randn(1, batch, shape[1], generator=gen(1))
     d = torch.randn(1, batch, shape[0], generator=gen(2))
-    trains = pulse_trains(x, d, 1.0, torch.tensor([0.01]), UpdateConfig(desired_bl=5), gen(3))
+    trains = pulse_trains(x, d, 1.0, torch.tensor([0.01]), UpdateConfig(desired_bl=31), gen(3))
+    assert trains.bx.shape[2] * batch > 128  # reads end inside the third or fourth 64-bit word
     per_sample = trains.counts_per_sample()[0]  # (B, out, in), coincidences per sample
     direction = -(trains.sign_d[0].unsqueeze(-1) * trains.sign_x[0].unsqueeze(-2))  # +1: up pulses
     steps = (per_sample * direction).cumsum(0)  # net pulses after each sample

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from analog_train.algorithms.base import AnalogAlgorithm
-from analog_train.crossbar.io import analog_mvm, split_sizes
+from analog_train.crossbar.io import read_columns, split_sizes
 from analog_train.crossbar.pulsed_update import pulse_probabilities, pulsed_update, uses_masks
 from analog_train.devices.array import DeviceArray
 
@@ -338,16 +338,8 @@ class TransferCompound(AnalogAlgorithm):
         return columns
 
     def _transfer_read(self, columns: Tensor) -> Tensor:
-        """Read columns ``(P, out, R)`` of A through the transfer periphery (noise + ADC, no NM/BM).
-
-        Numerically the one-hot MVM of aihwkit's ``transfer_forward``: with no input noise the other
-        inputs of the tile are exact zeros, so reading a one-column tile with input 1 is the same.
-        """
-        n_p, n_out, n_r = columns.shape
-        w = columns.permute(0, 2, 1).reshape(n_p * n_r, n_out, 1)
-        ones = w.new_ones((n_p * n_r, 1, 1))
-        v = analog_mvm(w, ones, self.cfg.transfer_io, self.generator, bound_management=False)
-        return v.view(n_p, n_r, n_out).permute(0, 2, 1)
+        """Read columns ``(P, out, R)`` of A through the transfer periphery (noise + ADC, no NM/BM)."""
+        return read_columns(columns, self.cfg.transfer_io, self.generator)
 
     def _write_slow_array(self, steps: Tensor, cols: Tensor, distinct: bool = False) -> None:
         """``|n|`` single pulses of sign(n) on C at each read column, ``steps (P, out, R)``."""

@@ -159,6 +159,32 @@ def analog_mvm(
     return q[0] if n_t == 1 else q.sum(0)
 
 
+def read_columns(columns: Tensor, io: Any, generator: torch.Generator | None) -> Tensor:
+    """Columns ``(P, out, R)`` read through the periphery with a one-hot input of 1, ``(P, out, R)``.
+
+    What :func:`analog_mvm` returns for ``x = e_k`` without bound management (aihwkit's
+    ``transfer_forward``), in a handful of element-wise operations: with ``|x|max = 1`` the DAC and
+    ADC steps are the bare ``res_in`` and ``res_out`` whether or not noise management is on, and
+    the other inputs of the tile are exact zeros.
+    """
+    if io.is_perfect:
+        return columns
+    c = _Periphery.of(io)
+    level = 1.0 / c.res_in
+    if c.quant_in:
+        level = float(round(level))
+    level = min(max(level, -c.l_in), c.l_in)
+    n_p, _, n_r = columns.shape
+    if c.inp_noise > 0:  # one input-noise draw per read
+        v = torch.randn((n_p, 1, n_r), generator=generator, dtype=columns.dtype, device=columns.device)
+        q = columns * v.mul_(c.inp_noise).add_(level).mul_(c.gain)
+    else:
+        q = columns * (level * c.gain)
+    if c.out_noise > 0:
+        q.add_(torch.randn(q.shape, generator=generator, dtype=q.dtype, device=q.device), alpha=c.out_noise)
+    return _adc(q, c).mul_(c.res_out)
+
+
 def _tile_weight(weight: Tensor, start: int, end: int) -> Tensor:
     """The transposed weight of one input tile, ``(P, in_k, out)``, as a view (no copy)."""
     return weight[..., start:end].transpose(-1, -2)

@@ -113,12 +113,7 @@ class PulseMasks:
 
     def up_to(self, samples: Tensor) -> np.ndarray:
         """Masks ``(R, words)`` of the slots of samples ``0..samples[r]`` (a read after that sample's pulses)."""
-        words = self.xpos.shape[2]
-        ends = (samples.numpy().astype(np.int64) + 1) * self.t_max  # first slot after each read sample
-        bit = np.arange(words * 64, dtype=np.int64)
-        keep = bit[None, :] < ends[:, None]  # (R, words*64)
-        weights = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
-        return (keep.reshape(-1, words, 64).astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
+        return kernels.prefix_masks((samples.numpy() + 1) * self.t_max, self.xpos.shape[2])
 
 
 def pulse_probabilities(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any) -> PulseProbabilities:

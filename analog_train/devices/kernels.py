@@ -217,6 +217,20 @@ def pulse_masks(prob, sign, bl, t_max, words, seed, stream):
     return pos, neg
 
 
+@njit(cache=True)
+def prefix_masks(ends, words):
+    """``(R, words)`` masks with the slots ``0 .. ends[r] - 1`` set."""
+    out = np.zeros((ends.shape[0], words), dtype=np.uint64)
+    for r in range(ends.shape[0]):
+        for w in range(words):
+            n = ends[r] - 64 * w
+            if n >= 64:
+                out[r, w] = np.uint64(0xFFFFFFFFFFFFFFFF)
+            elif n > 0:
+                out[r, w] = (np.uint64(1) << np.uint64(n)) - np.uint64(1)
+    return out
+
+
 @intrinsic
 def _popcount(typingctx, x):
     """Set bits of a uint64 (LLVM ``ctpop``: one instruction)."""

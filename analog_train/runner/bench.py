@@ -1,7 +1,9 @@
 """``analog-train bench``: seconds per 60k training samples of the FC network, per algorithm, in one process.
 
 All algorithms run back to back on the same data in the same process, so the ratios to ``fp``
-are meaningful on a shared, noisy machine where absolute seconds drift.
+are meaningful on a shared, noisy machine where absolute seconds drift. Each case first trains on
+``WARMUP_SAMPLES`` samples untimed, so that one-time costs (loading the compiled kernels, first
+allocations) do not count against a per-sample rate.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from omegaconf import DictConfig
 
 from analog_train.config import compose_config, validate
 from analog_train.runner.train import train
+
+WARMUP_SAMPLES = 200
 
 # (label, overrides): the configurations the benchmark times.
 CASES: list[tuple[str, list[str]]] = [
@@ -50,8 +54,10 @@ def run_benchmark(samples: int = 6000, batch_size: int = 10, exact: bool = True,
     print(f"FC 784-256-128-10 on {samples} MNIST samples, batch {batch_size}, torch threads {torch.get_num_threads() if not threads else threads}")
     with tempfile.TemporaryDirectory() as tmp:
         for label, overrides in cases:
+            name = label.replace(" ", "_").replace("(", "").replace(")", "")
+            train(bench_config(overrides, WARMUP_SAMPLES, batch_size, threads, data_root), Path(tmp) / f"{name}_warmup")
             cfg = bench_config(overrides, samples, batch_size, threads, data_root)
-            result = train(cfg, Path(tmp) / label.replace(" ", "_").replace("(", "").replace(")", ""))
+            result = train(cfg, Path(tmp) / name)
             seconds[label] = result.summary["seconds_per_60k_samples"]
             ratio = seconds[label] / seconds[cases[0][0]]
             print(f"  {label:<14} {seconds[label]:9.1f} s / 60k samples   {ratio:6.2f} x fp", flush=True)
