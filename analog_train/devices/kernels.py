@@ -334,6 +334,22 @@ def apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, rea
            read_out)
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel now, on tiny inputs, instead of at first use."""
+    g, zeros, counts = np.zeros(4, dtype=np.float32), np.zeros(4, dtype=np.float32), np.ones(4, dtype=np.float32)
+    rows = np.zeros((4, len(ROW_KEYS)), dtype=np.float32)
+    seed = np.uint64(0)
+    apply_dense(g, zeros, zeros, rows, counts, counts, seed, False, False)
+    apply_listed(g, zeros, zeros, rows, np.arange(4), counts, counts, seed, False, False)
+    prob = np.full((1, 2, 2), 0.5, dtype=np.float32)
+    xpos, xneg = pulse_masks(prob, prob, np.ones((1, 2), dtype=np.int64), 1, 1, seed, 0)
+    prefix = prefix_masks(np.array([1]), 1)
+    keep = np.concatenate((np.full((1, 1), np.uint64(0xFFFFFFFFFFFFFFFF)), prefix, ~prefix))
+    for kernel in (_apply_trains_serial, _apply_trains_parallel):
+        kernel(g, zeros, zeros, rows, zeros, xpos, xneg, xpos, xneg, np.array([0, -1]), keep, seed, False, False,
+               np.zeros((1, 2, 1), dtype=np.float32))
+
+
 def enabled() -> bool:
     """Whether arrays use these kernels (``ANALOG_TRAIN_KERNELS=0`` selects the torch implementation)."""
     return os.environ.get("ANALOG_TRAIN_KERNELS", "1") != "0"
