@@ -46,10 +46,15 @@ class AGAD(TransferCompound):
         return flips
 
     def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
-        p_ref = torch.where(self.switched[:, cols].unsqueeze(1), self.p[:, :, cols], self.p_ref[:, :, cols])
-        self.p_ref[:, :, cols] = p_ref
-        self.p[:, :, cols] = (1.0 - self.beta) * self.p[:, :, cols] + self.beta * v
-        self.switched[:, cols] = flips if flips is not None else False
+        # index_select / index_copy_: several times cheaper than advanced indexing on the CPU.
+        p = self.p.index_select(2, cols)
+        p_ref = torch.where(self.switched.index_select(1, cols).unsqueeze(1), p, self.p_ref.index_select(2, cols))
+        self.p_ref.index_copy_(2, cols, p_ref)
+        self.p.index_copy_(2, cols, p.mul_(1.0 - self.beta).add_(v, alpha=self.beta))
+        if flips is None:
+            self.switched.index_fill_(1, cols, False)
+        else:
+            self.switched.index_copy_(1, cols, flips)
         return lr_scale * sign * (v - p_ref)
 
     def write_allowed(self, passes: Tensor) -> Tensor:

@@ -179,14 +179,14 @@ class TransferCompound(AnalogAlgorithm):
         or, with ``forget_buffer=false``, reduced by ``(1 - momentum) n``.
         """
         cfg = self.cfg
-        h = self.H[:, :, cols] + self.accumulate(cols, v, sign, lr_scale, flips)
+        h = self.H.index_select(2, cols).add_(self.accumulate(cols, v, sign, lr_scale, flips))
         blt = float(cfg.transfer_desired_bl)
         n = torch.where(h.abs() >= 1, torch.clamp(torch.trunc(h), -blt, blt), torch.zeros_like(h))
         if cfg.forget_buffer:
             h = torch.where(n != 0, cfg.momentum * h, h)
         else:
             h = h - (1.0 - cfg.momentum) * n
-        self.H[:, :, cols] = h
+        self.H.index_copy_(2, cols, h)
         return n * self.write_allowed(passes)
 
     # -- the steps of one mini-batch -------------------------------------------------------------

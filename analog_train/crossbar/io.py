@@ -180,8 +180,9 @@ def read_columns(columns: Tensor, io: Any, generator: torch.Generator | None) ->
         q = columns * v.mul_(c.inp_noise).add_(level).mul_(c.gain)
     else:
         q = columns * (level * c.gain)
-    if c.out_noise > 0:
-        q.add_(torch.randn(q.shape, generator=generator, dtype=q.dtype, device=q.device), alpha=c.out_noise)
+    if c.out_noise > 0:  # drawn (P, R, out) as analog_mvm draws (P, B, out): same numbers for one seed
+        noise = torch.randn((n_p, n_r, q.shape[1]), generator=generator, dtype=q.dtype, device=q.device)
+        q.add_(noise.transpose(1, 2), alpha=c.out_noise)
     return _adc(q, c).mul_(c.res_out)
 
 

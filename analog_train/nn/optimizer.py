@@ -27,6 +27,7 @@ class AnalogSGD(torch.optim.SGD):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = super().step(closure)
         lr = self.param_groups[0]["lr"]
-        for layer in self.analog_layers:
-            layer.apply_update(lr)
+        with torch.inference_mode():
+            for layer in self.analog_layers:
+                layer.apply_update(lr)
         return loss
