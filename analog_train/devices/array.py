@@ -118,8 +118,9 @@ class DeviceArray:
         Interleaving keeps the drift toward each device's SP that alternating pulses cause, which
         applying all ups then all downs would turn into a bias toward the last direction. Affine
         families apply the three phases as one composite map with one noise draw
-        (:meth:`AffineFamily.counts`); the others sub-step each phase. Sparse updates (a minority of
-        the devices touched) gather those devices first and leave the rest alone.
+        (:meth:`AffineFamily.counts`); the others sub-step each phase. On the CPU the affine families
+        run the same computation in a compiled kernel (:mod:`analog_train.devices.kernels`); in torch,
+        sparse updates (a minority of the devices touched) gather those devices first.
         """
         if self._kernel_rows is not None:
             self._kernel_apply(None, n_up, n_dn, generator)
@@ -187,13 +188,13 @@ class DeviceArray:
             prefix = masks.up_to(read_samples)
         else:
             prefix = np.zeros((0, masks.xpos.shape[2]), dtype=np.uint64)
-        read_out = np.empty((n_p, n_out, n_reads), dtype=np.float32)
+        read_out = torch.empty((n_p, n_out, n_reads), dtype=self.dtype)
         self.g = self.g.contiguous()
         seed = kernels.draw_seed(generator)
         kernels.apply_trains(self.g.view(-1).numpy(), self.w_noise.view(-1).numpy(), self.pulse_count.view(-1).numpy(),
                              self._kernel_rows, self._ref_flat, masks.dpos, masks.dneg, masks.xpos, masks.xneg,
-                             read_slot, prefix, read_out, seed, self.mult_noise, self.has_write_noise)
-        return torch.from_numpy(read_out)
+                             read_slot, prefix, read_out.numpy(), seed, self.mult_noise, self.has_write_noise)
+        return read_out
 
     def _kernel_apply(self, idx: Tensor | None, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
         """Counts applied in place by the compiled kernel: to every device (``idx`` None) or to ``idx``."""
