@@ -171,3 +171,21 @@ def test_kernel_pulse_masks_have_the_slot_probabilities():
     assert (np.abs(freq - p) <= 5 * se).all()
     assert bits[1].sum() == 0 and bits_neg[0].sum() == 0  # each bit goes to its element's sign
     assert bits[3].sum() == 0 and bits_neg[3].sum() == 0  # x = 0: no pulses
+
+
+def test_kernel_redraws_write_noise_of_touched_devices_only():
+    """Write noise (aihwkit write_noise_std, in dw_min units) is redrawn where pulses land, kept elsewhere."""
+    shape = (200, 300)
+    cfg = dev("soft_bounds", dw_min_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0, write_noise_std=5.0)
+    arr = DeviceArray(cfg, shape, gen())
+    assert arr.kernel_ready and arr.has_write_noise
+    touched = torch.rand(1, *shape, generator=gen(1)) < 0.5
+    arr.apply_counts(touched.float() * 2, torch.zeros(1, *shape), gen(2))
+    noise = arr.w_noise
+    assert bool((noise[~touched] == 0).all())
+    z = (noise[touched] / arr.params["write_noise"][touched]).double()
+    n = z.numel()
+    assert abs(z.mean().item()) < 5 / math.sqrt(n)
+    assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / n)
+    # The visible weight carries it.
+    torch.testing.assert_close(arr.weight, arr.g - arr.ref + noise)
