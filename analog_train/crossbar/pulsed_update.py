@@ -161,7 +161,7 @@ def pulse_trains(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: An
 
 def uses_masks(array: Any, cfg: Any) -> bool:
     """Whether the fast engine updates ``array`` through the compiled kernels (affine families on the CPU)."""
-    return cfg.engine != "exact" and getattr(array, "kernel_ready", False)
+    return cfg.engine != "exact" and array.kernel_ready
 
 
 def pulsed_update(

@@ -56,13 +56,20 @@ class DeviceArray:
         self.params: dict[str, Tensor] = {
             k: torch.stack([p[k] for p in per_replica]).to(dtype=dtype, device=self.device) for k in per_replica[0]
         }
-        self._keys = self.family.pulse_keys
-        self._packed = torch.stack([self.params[k].reshape(-1) for k in self._keys])
-        self._flat_params = dict(zip(self._keys, self._packed.unbind(0)))
-        # The same parameters device-major, (N, K): gathering a few devices then reads one cache line
-        # per device instead of one per device and parameter.
-        self._packed_rows = self._packed.t().contiguous()
-        self._sparse_limit = SPARSE_FRACTION * self._packed.shape[1]
+        # Affine families on the CPU update through the compiled kernels, which read one row of
+        # parameters per device (kernels.ROW_KEYS); the torch implementation (other families, GPUs,
+        # ANALOG_TRAIN_KERNELS=0) reads the family's pulse_keys, packed both ways.
+        self._kernel_rows = None
+        if self.family.affine and self.device.type == "cpu" and kernels.enabled():
+            self._kernel_rows = torch.stack([self.params[k].reshape(-1) for k in kernels.ROW_KEYS], 1).numpy()
+        else:
+            self._keys = self.family.pulse_keys
+            self._packed = torch.stack([self.params[k].reshape(-1) for k in self._keys])
+            self._flat_params = dict(zip(self._keys, self._packed.unbind(0)))
+            # The same parameters device-major, (N, K): gathering a few devices then reads one cache
+            # line per device instead of one per device and parameter.
+            self._packed_rows = self._packed.t().contiguous()
+            self._sparse_limit = SPARSE_FRACTION * self._packed.shape[1]
         # Flat index of the first element of every (replica, row), (P, out, 1): column k of all rows is base + k.
         n_p, n_out, n_in = self.shape
         self._row_base = (torch.arange(n_p, device=self.device).view(-1, 1, 1) * (n_out * n_in)
@@ -79,11 +86,7 @@ class DeviceArray:
         self.g = self.family.clip(self.ref.clone(), self.params)
         self.w_noise = torch.zeros(self.shape, dtype=dtype, device=self.device)
         self.pulse_count = torch.zeros(self.shape, dtype=dtype, device=self.device)
-        # Affine families on the CPU update through the compiled kernels, which read one row of
-        # parameters per device; None: the torch implementation (other families, GPUs).
-        self._kernel_rows = None
-        if affine and self.device.type == "cpu" and kernels.enabled():
-            self._kernel_rows = torch.stack([self.params[k].reshape(-1) for k in kernels.ROW_KEYS], 1).numpy()
+        if self._kernel_rows is not None:  # the reads of apply_masks subtract it per device
             self._ref_flat = self.ref.expand(self.shape).reshape(-1).contiguous().numpy()
 
     # -- reading ---------------------------------------------------------------------------------

@@ -35,8 +35,6 @@ ROW_KEYS: tuple[str, ...] = (
     "inv_qm1_up", "inv_qm1_dn", "flat_up", "flat_dn", "va_up", "va_dn", "write_noise",
 )
 NEAR_BOUND_SD = 4.0
-# Arrays with at least this many devices spread a mask update over the threads.
-PARALLEL_MIN_DEVICES = 8192
 
 # Small helpers are inlined at numba's level (``inline="always"``): a call that passes arrays costs
 # more than the arithmetic of a device. Each is called from one place per kernel, which keeps the
@@ -182,8 +180,7 @@ def apply_listed(g, w_noise, pulse_count, rows, index, n_up, n_dn, seed, mult, w
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise):
-    """Apply counts ``n_up, n_dn`` (flat, one per device) to every device (in place)."""
+def _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise):
     for i in prange(g.shape[0]):
         nu, nd = float(n_up[i]), float(n_dn[i])
         if nu + nd != 0.0:
@@ -295,21 +292,11 @@ def _active_columns(xpos, xneg, read_slot):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _apply_trains_parallel(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult,
-                           write_noise, read_out):
+def _apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult, write_noise,
+                  read_out):
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
     cols, n_cols = _active_columns(xpos, xneg, read_slot)
     for row in prange(n_p * n_out):
-        _train_row(row, n_out, n_in, cols, n_cols, g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg,
-                   read_slot, keep, seed, mult, write_noise, read_out)
-
-
-@njit(cache=True, error_model="numpy")
-def _apply_trains_serial(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult,
-                         write_noise, read_out):
-    n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
-    cols, n_cols = _active_columns(xpos, xneg, read_slot)
-    for row in range(n_p * n_out):
         _train_row(row, n_out, n_in, cols, n_cols, g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg,
                    read_slot, keep, seed, mult, write_noise, read_out)
 
@@ -323,15 +310,28 @@ def apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, rea
     one down pulse where they agree. ``read_slot (in,)`` is -1, or the read index r of a column read
     in this batch: such a column gets the pulses of the slots in ``prefix[r]`` (the read sample and
     the ones before it), is read into ``read_out[:, :, r]`` as visible weight, then gets the rest.
-    Small arrays run in the calling thread: waking the pool costs more than they do.
+    The rows are spread over as many threads as torch uses.
     """
     keep = np.empty((1 + 2 * prefix.shape[0], prefix.shape[1]), dtype=np.uint64)
     keep[0] = np.uint64(0xFFFFFFFFFFFFFFFF)
     keep[1::2] = prefix
     keep[2::2] = ~prefix
-    kernel = _apply_trains_parallel if g.shape[0] >= PARALLEL_MIN_DEVICES else _apply_trains_serial
-    kernel(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult, write_noise,
-           read_out)
+    _match_torch_threads()
+    _apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult, write_noise,
+                  read_out)
+
+
+def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise) -> None:
+    """Apply counts ``n_up, n_dn`` (flat, one per device) to every device (in place), on torch's threads."""
+    _match_torch_threads()
+    _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise)
+
+
+def _match_torch_threads() -> None:
+    """Run the parallel kernels on as many threads as torch (``threads=1`` in a parallel sweep means 1)."""
+    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != threads:
+        numba.set_num_threads(threads)
 
 
 def warm_up() -> None:
@@ -343,11 +343,8 @@ def warm_up() -> None:
     apply_listed(g, zeros, zeros, rows, np.arange(4), counts, counts, seed, False, False)
     prob = np.full((1, 2, 2), 0.5, dtype=np.float32)
     xpos, xneg = pulse_masks(prob, prob, np.ones((1, 2), dtype=np.int64), 1, 1, seed, 0)
-    prefix = prefix_masks(np.array([1]), 1)
-    keep = np.concatenate((np.full((1, 1), np.uint64(0xFFFFFFFFFFFFFFFF)), prefix, ~prefix))
-    for kernel in (_apply_trains_serial, _apply_trains_parallel):
-        kernel(g, zeros, zeros, rows, zeros, xpos, xneg, xpos, xneg, np.array([0, -1]), keep, seed, False, False,
-               np.zeros((1, 2, 1), dtype=np.float32))
+    apply_trains(g, zeros, zeros, rows, zeros, xpos, xneg, xpos, xneg, np.array([0, -1]),
+                 prefix_masks(np.array([1]), 1), np.zeros((1, 2, 1), dtype=np.float32), seed, False, False)
 
 
 def enabled() -> bool:
@@ -356,8 +353,5 @@ def enabled() -> bool:
 
 
 def draw_seed(generator: torch.Generator) -> np.uint64:
-    """A kernel seed from the run's generator (so a run's seed fixes its noise); also sets the threads."""
-    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() != threads:
-        numba.set_num_threads(threads)
+    """A kernel seed from the run's generator, so that a run's seed fixes its noise."""
     return np.uint64(torch.randint(0, 2**62, (1,), generator=generator).item())

@@ -58,6 +58,10 @@ class OneSidedArray:
         self.refresh_count = torch.zeros(self.shape, dtype=dtype, device=self.device)
         self._steps = 0
 
+    # Pulse masks go to one device of the pair by sign, which apply_masks does not model: the pair
+    # takes counts (apply_counts), which each device's own array may apply in a compiled kernel.
+    kernel_ready = False
+
     # -- reading ---------------------------------------------------------------------------------
     @property
     def weight(self) -> Tensor:
