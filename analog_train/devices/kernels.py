@@ -37,8 +37,8 @@ ROW_KEYS: tuple[str, ...] = (
 NEAR_BOUND_SD = 4.0
 
 # Small helpers are inlined at numba's level (``inline="always"``): a call that passes arrays costs
-# more than the arithmetic of a device. Each is called from one place per kernel, which keeps the
-# compile time down.
+# more than the arithmetic of a device. The per-device update has one call site per kernel (and the
+# rare near-bound path is a plain call), which keeps the compile time down.
 _inline = njit(inline="always", error_model="numpy")
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -58,7 +58,11 @@ def _hash(z):
 
 @_inline
 def _key(seed, index, stream):
-    """Random bits of number ``stream`` (0-15) of counter ``index`` under ``seed``."""
+    """Random bits of number ``stream`` (0-15) of counter ``index`` under ``seed``.
+
+    A device's update uses streams 0 (its Gaussian), 1 (write noise) and 2-4 (near-bound phases);
+    the second update of a read column adds 8.
+    """
     return _hash(seed ^ (np.uint64(index) * np.uint64(16) + np.uint64(stream)) * _GOLDEN)
 
 
