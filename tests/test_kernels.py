@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from analog_train.config import DeviceConfig, UpdateConfig
-from analog_train.crossbar.pulsed_update import PulseMasks, pulse_probabilities, pulse_trains
+from analog_train.crossbar.pulsed_update import PulseMasks, pulse_masks, pulse_probabilities, pulse_trains
+from analog_train.devices import kernels
 from analog_train.devices.array import DeviceArray
 
 
@@ -154,13 +155,38 @@ def test_mask_reads_see_the_pulses_up_to_their_sample():
     torch.testing.assert_close(arr.weight[0], 0.01 * steps[-1], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("management, bl_management", [(True, True), (True, False), (False, True), (False, False)])
+def test_kernel_train_scales_equal_the_torch_probabilities(management, bl_management):
+    """Train lengths and slot probabilities of the compiled pass are those of pulse_probabilities (SPEC 3)."""
+    n_p, batch = 3, 40
+    x = torch.randn(n_p, batch, 30, generator=gen(1)) * torch.rand(n_p, batch, 1, generator=gen(2)) * 3
+    d = torch.randn(n_p, batch, 20, generator=gen(3)) * torch.rand(n_p, batch, 1, generator=gen(4)) * 0.1
+    x[0, 0], d[1, 1] = 0.0, 0.0  # a sample without input, one without error: no train
+    eta = torch.tensor([[0.5], [0.05], [0.0]])  # per replica; the last one does not learn
+    eps = torch.tensor([0.01, 0.002, 0.01])
+    cfg = UpdateConfig(desired_bl=31, um_grad_scale=0.7, update_management=management,
+                       update_bl_management=bl_management)
+    expected = pulse_probabilities(x, d, eta, eps, cfg)
+    bl, b_x, a_d = kernels.train_scales(x.numpy(), d.numpy(), eta.expand(n_p, batch).contiguous().numpy(),
+                                        eps.numpy(), 31.0, 0.7, management, bl_management)
+    assert bl[0, 0] == 0 and bl[1, 1] == 0 and (bl[2] == 0).all()
+    np.testing.assert_array_equal(bl, expected.bl.numpy())
+    live = torch.from_numpy(bl > 0).unsqueeze(-1)
+    p_x = torch.clamp(x.abs() * torch.from_numpy(b_x).float().unsqueeze(-1), max=1.0)
+    p_d = torch.clamp(d.abs() * torch.from_numpy(a_d).float().unsqueeze(-1), max=1.0)
+    torch.testing.assert_close(p_x * live, expected.p_x * live, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(p_d * live, expected.p_d * live, rtol=1e-5, atol=1e-7)
+    assert 0 < int(live.sum()) < n_p * batch and (bl > 1).any() and (bl < 31).any()
+
+
 def test_kernel_pulse_masks_have_the_slot_probabilities():
     """Bits of the kernel's trains are set with probability p_x within the train length, by sign."""
     reps, n = 3000, 4
     x = torch.tensor([0.9, -0.4, 0.1, 0.0]).expand(1, reps, n)
     d = torch.ones(1, reps, 1)
-    probabilities = pulse_probabilities(x, d, 0.02, torch.tensor([0.01]), UpdateConfig(desired_bl=7))
-    masks = probabilities.masks(gen(1))
+    cfg = UpdateConfig(desired_bl=7)
+    probabilities = pulse_probabilities(x, d, 0.02, torch.tensor([0.01]), cfg)
+    masks = pulse_masks(x, d, 0.02, torch.tensor([0.01]), cfg, gen(1))
     bl = int(probabilities.bl[0, 0])
     assert masks.t_max == bl
     bits = np.unpackbits(masks.xpos.view(np.uint8), bitorder="little").reshape(n, -1)[:, : reps * bl]
@@ -171,6 +197,29 @@ def test_kernel_pulse_masks_have_the_slot_probabilities():
     assert (np.abs(freq - p) <= 5 * se).all()
     assert bits[1].sum() == 0 and bits_neg[0].sum() == 0  # each bit goes to its element's sign
     assert bits[3].sum() == 0 and bits_neg[3].sum() == 0  # x = 0: no pulses
+    d_bits = np.unpackbits(masks.dpos.view(np.uint8), bitorder="little")[: reps * bl]
+    p_d = float(probabilities.p_d[0, 0, 0])
+    assert abs(d_bits.mean() - p_d) <= 5 * math.sqrt(p_d * (1 - p_d) / (reps * bl)) + 1e-12
+
+
+def test_kernel_pulse_masks_set_bits_only_inside_each_samples_train():
+    """Sample b owns slots b t_max .. b t_max + bl_b - 1; trains of different lengths straddle 64-bit words."""
+    batch, n = 23, 50
+    scale = torch.linspace(0.05, 1.0, batch).view(1, batch, 1)
+    x = torch.rand(1, batch, n, generator=gen(1)) * scale
+    d = torch.ones(1, batch, 3)
+    cfg = UpdateConfig(desired_bl=13)
+    masks = pulse_masks(x, d, 0.1, torch.tensor([0.01]), cfg, gen(2))
+    bl = pulse_probabilities(x, d, 0.1, torch.tensor([0.01]), cfg).bl[0].long()
+    assert masks.t_max == int(bl.max()) and len(set(bl.tolist())) > 5
+    slots = batch * masks.t_max
+    assert masks.xpos.shape[2] == -(-slots // 64)
+    bits = np.unpackbits(masks.xpos.view(np.uint8), bitorder="little").reshape(n, -1)
+    assert bits[:, slots:].sum() == 0
+    per_slot = bits[:, :slots].reshape(n, batch, masks.t_max)
+    inside = torch.arange(masks.t_max).view(1, -1) < bl.view(-1, 1)
+    assert per_slot[:, ~inside.numpy()].sum() == 0
+    assert (per_slot.sum(axis=(0, 2)) > 0).all()  # every sample has pulses
 
 
 def test_kernel_redraws_write_noise_of_touched_devices_only():

@@ -84,18 +84,6 @@ class PulseProbabilities:
         bd = torch.lt(bd, d.unsqueeze(2), out=bd).mul_(in_train)
         return PulseTrains(bx=bx, bd=bd, sign_x=self.sign_x, sign_d=self.sign_d, bl=self.bl)
 
-    def masks(self, generator: torch.Generator) -> "PulseMasks":
-        """The same Bernoulli trains as bit masks for the compiled kernels (CPU)."""
-        bl = self.bl.to(torch.int64)
-        t_max = int(bl.max().item()) if bl.numel() else 0
-        words = max(1, -(-self.bl.shape[1] * t_max // 64))
-        seed = kernels.draw_seed(generator)
-        xpos, xneg = kernels.pulse_masks(self.p_x.contiguous().numpy(), self.sign_x.contiguous().numpy(), bl.numpy(),
-                                         t_max, words, seed, 0)
-        dpos, dneg = kernels.pulse_masks(self.p_d.contiguous().numpy(), self.sign_d.contiguous().numpy(), bl.numpy(),
-                                         t_max, words, seed, 1)
-        return PulseMasks(xpos=xpos, xneg=xneg, dpos=dpos, dneg=dneg, t_max=t_max)
-
 
 @dataclass
 class PulseMasks:
@@ -154,6 +142,22 @@ def pulse_probabilities(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, 
     return PulseProbabilities(p_x=p_x, p_d=p_d, sign_x=torch.sign(x), sign_d=torch.sign(d), bl=bl)
 
 
+def pulse_masks(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any, generator: torch.Generator) -> PulseMasks:
+    """The Bernoulli trains of :func:`pulse_trains` as bit masks, for the compiled kernels (CPU).
+
+    One compiled pass computes the train lengths and probabilities of :func:`pulse_probabilities`
+    and draws the bits: at mini-batch sizes the ~25 tensor ops of the torch version cost more
+    than the work.
+    """
+    n_p, n_b = x.shape[:2]
+    eta_pb = np.broadcast_to(np.asarray(eta.cpu() if isinstance(eta, Tensor) else eta, dtype=np.float32), (n_p, n_b))
+    xpos, xneg, dpos, dneg, t_max = kernels.pulse_masks(
+        x.contiguous().numpy(), d.contiguous().numpy(), np.ascontiguousarray(eta_pb), eps.contiguous().numpy(),
+        float(cfg.desired_bl), float(cfg.um_grad_scale), bool(cfg.update_management), bool(cfg.update_bl_management),
+        kernels.draw_seed(generator))
+    return PulseMasks(xpos=xpos, xneg=xneg, dpos=dpos, dneg=dneg, t_max=int(t_max))
+
+
 def pulse_trains(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any, generator: torch.Generator) -> PulseTrains:
     """Pulse-train length, probabilities and Bernoulli trains of each sample (SPEC 3 steps 1-4)."""
     return pulse_probabilities(x, d, eta, eps, cfg).trains(generator)
@@ -168,13 +172,12 @@ def pulsed_update(
     array: DeviceArray, x: Tensor, d: Tensor, eta: Tensor | float, cfg: Any, generator: torch.Generator
 ) -> None:
     """Apply the pulsed update ``W <- W - eta d x^T`` (in expectation) to ``array`` with ``cfg.engine``."""
-    probabilities = pulse_probabilities(x, d, eta, array.eps, cfg)
     if uses_masks(array, cfg):
-        masks = probabilities.masks(generator)
+        masks = pulse_masks(x, d, eta, array.eps, cfg, generator)
         if not masks.empty:
             array.apply_masks(masks, generator)
         return
-    trains = probabilities.trains(generator)
+    trains = pulse_trains(x, d, eta, array.eps, cfg, generator)
     if trains.bx.shape[2] == 0:
         return
     if cfg.engine == "exact":

@@ -28,24 +28,24 @@ import torch
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-# Order of the per-device parameters in the rows the kernels read (see DeviceArray): 16 floats,
-# one cache line per device.
-ROW_KEYS: tuple[str, ...] = (
-    "a_up", "a_dn", "bmin", "bmax", "c2c", "s_up", "s_dn", "log_q_up", "log_q_dn",
-    "inv_qm1_up", "inv_qm1_dn", "flat_up", "flat_dn", "va_up", "va_dn", "write_noise",
-)
+# Order of the per-device parameters in the rows the kernels read (see DeviceArray): 8 floats, half
+# a cache line per device; the rest of what an update needs follows from them. (Reading these rows
+# is about half the cost of an update in the first layer of the FC network.)
+ROW_KEYS: tuple[str, ...] = ("a_up", "a_dn", "bmin", "bmax", "c2c", "s_up", "s_dn", "write_noise")
 NEAR_BOUND_SD = 4.0
+SHORT_TRAIN = 8.0  # up to this many pulses, q^n and sum q^j by multiplication
 
 # Small helpers are inlined at numba's level (``inline="always"``): a call that passes arrays costs
 # more than the arithmetic of a device. The per-device update has one call site per kernel (and the
 # rare near-bound path is a plain call), which keeps the compile time down.
-_inline = njit(inline="always", error_model="numpy")
+_inline = njit(inline="always", error_model="numpy", fastmath={"contract", "arcp", "reassoc"})
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
-_TO_UNIT = 1.0 / 9007199254740992.0  # 2^-53
+_TWO_53 = 9007199254740992.0
+_TO_UNIT = 1.0 / _TWO_53
 
 
 @_inline
@@ -57,11 +57,12 @@ def _hash(z):
 
 
 @_inline
-def _key(seed, index, stream):
+def key(seed, index, stream):
     """Random bits of number ``stream`` (0-15) of counter ``index`` under ``seed``.
 
     A device's update uses streams 0 (its Gaussian), 1 (write noise) and 2-4 (near-bound phases);
-    the second update of a read column adds 8.
+    the second update of a read column adds 8. Each kernel call draws a fresh seed, so the
+    streams only need to be distinct within one call.
     """
     return _hash(seed ^ (np.uint64(index) * np.uint64(16) + np.uint64(stream)) * _GOLDEN)
 
@@ -79,9 +80,9 @@ _P_LOW = 0.02425
 
 
 @_inline
-def _normal(key):
-    """One standard normal for the 64-bit ``key``: the quantile of a uniform in (0, 1)."""
-    u = ((_hash(key) >> _S11) + 0.5) * _TO_UNIT
+def normal(bits):
+    """One standard normal for the 64 random ``bits`` of :func:`key`: the quantile of a uniform in (0, 1)."""
+    u = ((_hash(bits) >> _S11) + 0.5) * _TO_UNIT
     if _P_LOW <= u <= 1.0 - _P_LOW:
         q = u - 0.5
         r = q * q
@@ -91,6 +92,33 @@ def _normal(key):
     x = (((((_C[0] * t + _C[1]) * t + _C[2]) * t + _C[3]) * t + _C[4]) * t + _C[5]) / \
         ((((_D[0] * t + _D[1]) * t + _D[2]) * t + _D[3]) * t + 1.0)
     return x if u < 0.5 else -x
+
+
+@_inline
+def _geometric(n, qm1):
+    """``(q^n, sum_{j<n} q^j)`` for ``q = 1 + qm1``.
+
+    By multiplication for the few pulses most devices get (exact, and cheaper than a
+    transcendental function), else with one ``expm1``.
+    """
+    if n <= SHORT_TRAIN:
+        power = 1.0
+        total = 0.0
+        q = 1.0 + qm1
+        for _ in range(int(n)):
+            total += power
+            power *= q
+        return power, total
+    if qm1 == 0.0:  # a constant step
+        return 1.0, n
+    e = math.expm1(n * math.log1p(qm1))
+    return e + 1.0, e / qm1
+
+
+@_inline
+def _additive_variance(c2c, a, qm1):
+    """Variance factor of additive noise, ``(c2c a)^2 / (1 + q)``: n pulses add ``va T (1 + q^n)``."""
+    return (c2c * a) * (c2c * a) / (2.0 + qm1)
 
 
 @njit(error_model="numpy")
@@ -105,17 +133,15 @@ def _phases_near_bound(g, rows, i, n1, nd, n3, mult, seed, stream):
         n = nd if phase == 1 else (n1 if phase == 0 else n3)
         if n == 0.0:
             continue
-        side = 0 if up else 1
-        a, s, lq, iq, fl, va = rows[i, side], rows[i, 5 + side], rows[i, 7 + side], rows[i, 9 + side], \
-            rows[i, 11 + side], rows[i, 13 + side]
-        e = math.exp(n * lq) - 1.0  # q^n - 1
-        total = e * iq + n * fl  # sum_{j<n} q^j
+        a, s = (rows[i, 0], rows[i, 5]) if up else (rows[i, 1], rows[i, 6])
+        qm1 = s if up else -s
+        power, total = _geometric(n, qm1)  # q^n, sum_{j<n} q^j
         f = a + s * g  # |first step|
         if mult:
-            sd = c2c * abs(f) * (e + 1.0) / (1.0 + s if up else 1.0 - s) * math.sqrt(n)
+            sd = c2c * abs(f) * power / (1.0 + qm1) * math.sqrt(n)
         else:
-            sd = math.sqrt((e + 2.0) * total * va)
-        z = _normal(_key(seed, i, stream + 2 + phase))
+            sd = math.sqrt((power + 1.0) * total * _additive_variance(c2c, a, qm1))
+        z = normal(key(seed, i, stream + 2 + phase))
         g = g + total * f + sd * z if up else g - total * f + sd * z
         g = min(max(g, bmin), bmax)
     return g
@@ -133,12 +159,8 @@ def _apply_one(g, rows, i, nu, nd, mult, seed, stream):
     n1 = math.floor(0.5 * nu)
     odd = nu - 2.0 * n1
     n3 = nu - n1
-    q1 = math.exp(n1 * rows[i, 7]) - 1.0  # Q1 - 1 = q_up^n1 - 1
-    qd = math.exp(nd * rows[i, 8]) - 1.0
-    t1 = q1 * rows[i, 9] + n1 * rows[i, 11]  # T1 = sum_{j<n1} q_up^j
-    td = qd * rows[i, 10] + nd * rows[i, 12]
-    q1 += 1.0
-    qd += 1.0
+    q1, t1 = _geometric(n1, s_up)  # Q1 = q_up^n1, T1 = sum_{j<n1} q_up^j
+    qd, td = _geometric(nd, -s_dn)
     t3 = t1 + odd * q1  # the last phase has n1 + odd pulses
     q3 = q1 * (1.0 + odd * s_up)
     f1 = a_up + s_up * g
@@ -154,14 +176,14 @@ def _apply_one(g, rows, i, nu, nd, mult, seed, stream):
         var = var * q3 * q3 + n3 * (f3 * q3) * (f3 * q3) / q_up2
         var *= c2c * c2c
     else:
-        va_up = rows[i, 13]
+        va_up = _additive_variance(c2c, a_up, s_up)
         var = t1 * (q1 + 1.0) * va_up
-        var = var * qd * qd + td * (qd + 1.0) * rows[i, 14]
+        var = var * qd * qd + td * (qd + 1.0) * _additive_variance(c2c, a_dn, -s_dn)
         var = var * q3 * q3 + t3 * (q3 + 1.0) * va_up
     sd = math.sqrt(var)
     room = min(bmax - max(g1, g3), min(g, g2) - bmin)
     if room - NEAR_BOUND_SD * sd >= 0.0:
-        return min(max(g3 + sd * _normal(_key(seed, i, stream)), bmin), bmax)
+        return min(max(g3 + sd * normal(key(seed, i, stream)), bmin), bmax)
     return _phases_near_bound(g, rows, i, n1, nd, n3, mult, seed, stream)
 
 
@@ -171,7 +193,7 @@ def _apply_at(i, nu, nd, g, w_noise, pulse_count, rows, seed, mult, write_noise,
     g[i] = _apply_one(float(g[i]), rows, i, nu, nd, mult, seed, stream)
     pulse_count[i] += nu + nd
     if write_noise:
-        w_noise[i] = rows[i, 15] * _normal(_key(seed, i, stream + 1))
+        w_noise[i] = rows[i, 7] * normal(key(seed, i, stream + 1))
 
 
 @njit(cache=True, error_model="numpy")
@@ -183,7 +205,7 @@ def apply_listed(g, w_noise, pulse_count, rows, index, n_up, n_dn, seed, mult, w
             _apply_at(index[k], nu, nd, g, w_noise, pulse_count, rows, seed, mult, write_noise, 0)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract", "arcp", "reassoc"})
 def _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise):
     for i in prange(g.shape[0]):
         nu, nd = float(n_up[i]), float(n_dn[i])
@@ -192,30 +214,101 @@ def _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_no
 
 
 # -- pulse trains as bit masks -------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
-def pulse_masks(prob, sign, bl, t_max, words, seed, stream):
-    """Bernoulli pulse trains of one side of the update as bit masks, ``(P, n, words)`` uint64 twice.
+@_inline
+def _train_scales(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_management):
+    """SPEC 3 steps 1-3 per sample, as :func:`~analog_train.crossbar.pulsed_update.pulse_probabilities`.
 
-    ``prob (P, B, n)`` pulse probability per slot, ``sign (P, B, n)``, ``bl (P, B)`` train lengths.
+    Returns the train lengths ``bl (P, B)`` and the factors ``b_x, a_d (P, B)`` with which
+    ``min(|x| b_x, 1)`` and ``min(|d| a_d, 1)`` are the slot probabilities.
+    """
+    n_p, n_b = x.shape[0], x.shape[1]
+    bl = np.zeros((n_p, n_b), dtype=np.int64)
+    b_x = np.zeros((n_p, n_b))
+    a_d = np.zeros((n_p, n_b))
+    for p in range(n_p):
+        for b in range(n_b):
+            xm = 0.0
+            for j in range(x.shape[2]):
+                xm = max(xm, abs(x[p, b, j]))
+            dm = 0.0
+            for i in range(d.shape[2]):
+                dm = max(dm, abs(d[p, b, i]))
+            e = eta[p, b]
+            if not (xm > 0.0 and dm > 0.0 and e > 0.0):
+                continue
+            dv = dm * um_grad_scale
+            k = e * xm * dv / eps[p]
+            n = min(max(math.ceil(k), 1.0), desired_bl) if bl_management else desired_bl
+            bl[p, b] = int(n)
+            scale = math.sqrt(e / (eps[p] * max(n, 1.0)))
+            ratio = 1.0
+            if management or bl_management:
+                if k > desired_bl:
+                    dv = dv * desired_bl / max(k, 1e-30)
+                ratio = math.sqrt(max(xm, 1e-30) / max(dv, 1e-30))
+            b_x[p, b] = scale / ratio
+            a_d[p, b] = scale * ratio
+    return bl, b_x, a_d
+
+
+@_inline
+def _draw_masks(v, factor, bl, t_max, words, seed, stream):
+    """Bernoulli trains of one side, slot probability ``min(|v| factor, 1)``, as sign-split bit masks.
+
     Slot ``b t_max + t`` of sample b is a bit; a set bit goes to the positive or the negative mask
     by the sign of the element in that sample.
     """
-    n_p, n_b, n = prob.shape
+    n_p, n_b, n = v.shape
     pos = np.zeros((n_p, n, words), dtype=np.uint64)
     neg = np.zeros((n_p, n, words), dtype=np.uint64)
     for p in range(n_p):
         for b in range(n_b):
             for j in range(n):
-                pr = prob[p, b, j]
+                pr = min(abs(v[p, b, j]) * factor[p, b], 1.0)
                 if pr <= 0.0:
                     continue
-                target = pos if sign[p, b, j] > 0 else neg
+                target = pos if v[p, b, j] > 0 else neg
                 counter = ((p * n_b + b) * t_max) * n + j
-                for t in range(bl[p, b]):
-                    if (_key(seed, counter + t * n, stream) >> _S11) * _TO_UNIT < pr:
-                        slot = b * t_max + t
-                        target[p, j, slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
+                # Branch-free: a hit compares 53 random bits with the probability in units of
+                # 2^-53 and is OR-ed in as 0 or 1 (a data-dependent branch mispredicts half the time).
+                # The bits of up to 64 slots are gathered in a register and OR-ed in at their offset.
+                threshold = np.uint64(pr * _TWO_53)
+                for t0 in range(0, bl[p, b], 64):
+                    bits = np.uint64(0)
+                    for t in range(t0, min(bl[p, b], t0 + 64)):
+                        hit = np.uint64((key(seed, counter + t * n, stream) >> _S11) < threshold)
+                        bits |= hit << np.uint64(t - t0)
+                    start = b * t_max + t0
+                    word, offset = start >> 6, np.uint64(start & 63)
+                    target[p, j, word] |= bits << offset
+                    if offset != 0 and word + 1 < words:  # the bits that spill into the next word
+                        target[p, j, word + 1] |= bits >> (np.uint64(64) - offset)
     return pos, neg
+
+
+@njit(cache=True, error_model="numpy")
+def train_scales(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_management):
+    """:func:`_train_scales` on its own, for tests."""
+    return _train_scales(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_management)
+
+
+@njit(cache=True, error_model="numpy")
+def pulse_masks(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_management, seed):
+    """The pulse trains of a batch as bit masks, from ``x (P, B, in)``, ``d (P, B, out)`` and ``eta (P, B)``.
+
+    SPEC 3 steps 1-4 in one pass: train lengths and slot probabilities (:func:`_train_scales`),
+    then the Bernoulli bits. Returns ``xpos, xneg (P, in, W)``, ``dpos, dneg (P, out, W)`` and the
+    longest train ``t_max``; ``W`` 64-bit words hold the ``B t_max`` slots.
+    """
+    bl, b_x, a_d = _train_scales(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_management)
+    t_max = 0
+    for p in range(bl.shape[0]):
+        for b in range(bl.shape[1]):
+            t_max = max(t_max, bl[p, b])
+    words = max(1, (x.shape[1] * t_max + 63) // 64)
+    xpos, xneg = _draw_masks(x, b_x, bl, t_max, words, seed, 0)
+    dpos, dneg = _draw_masks(d, a_d, bl, t_max, words, seed, 1)
+    return xpos, xneg, dpos, dneg, t_max
 
 
 @njit(cache=True)
@@ -295,7 +388,7 @@ def _active_columns(xpos, xneg, read_slot):
     return cols, n_cols
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract", "arcp", "reassoc"})
 def _apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult, write_noise,
                   read_out):
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
@@ -345,8 +438,10 @@ def warm_up() -> None:
     seed = np.uint64(0)
     apply_dense(g, zeros, zeros, rows, counts, counts, seed, False, False)
     apply_listed(g, zeros, zeros, rows, np.arange(4), counts, counts, seed, False, False)
-    prob = np.full((1, 2, 2), 0.5, dtype=np.float32)
-    xpos, xneg = pulse_masks(prob, prob, np.ones((1, 2), dtype=np.int64), 1, 1, seed, 0)
+    x = np.full((1, 2, 2), 0.5, dtype=np.float32)
+    xpos, xneg, _, _, _ = pulse_masks(x, x, np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32),
+                                      1.0, 1.0, True, True, seed)
+    train_scales(x, x, np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32), 1.0, 1.0, True, True)
     apply_trains(g, zeros, zeros, rows, zeros, xpos, xneg, xpos, xneg, np.array([0, -1]),
                  prefix_masks(np.array([1]), 1), np.zeros((1, 2, 1), dtype=np.float32), seed, False, False)
 
