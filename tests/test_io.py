@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from analog_train.algorithms.transfer_kernel import RULE_TTV2, transfer_columns
 from analog_train.config import IOConfig
-from analog_train.crossbar.io import analog_mvm, read_columns, split_sizes
+from analog_train.crossbar.io import ColumnRead, analog_mvm, read_columns, split_sizes
 
 RES_IN = 2.0 / 126.0  # preset DAC step on [-1, 1]
 RES_OUT = 40.0 / 510.0  # preset ADC step on [-20, 20]
@@ -105,24 +107,42 @@ def test_adc_grid_in_transfer_read() -> None:
     torch.testing.assert_close(y, torch.round(w.transpose(-1, -2) / RES_OUT) * RES_OUT, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("io", [
+READ_IOS = [
     IOConfig(out_noise=0.0, noise_management="none", bound_management="none"),
     IOConfig(out_noise=0.0, inp_res=0.0, out_res=0.0, out_bound=0.3),
     IOConfig(out_noise=0.06, inp_noise=0.05, noise_management="abs_max", bound_management="none"),
     IOConfig(out_noise=0.06, inp_res=1 / 8.0, out_res=0.0, out_bound=1e6),
-])
-def test_read_columns_is_the_one_hot_analog_read(io: IOConfig) -> None:
+]
+
+
+def compiled_read(columns: torch.Tensor, io: IOConfig) -> torch.Tensor:
+    """The read of the compiled transfer (TTv2 rule, nothing written): its returned ``v``."""
+    n_p, n_out, n_r = columns.shape
+    f32 = np.float32
+    none = np.zeros((0, 0, 0), dtype=f32)
+    v, _ = transfer_columns(
+        columns.numpy(), np.arange(n_r), np.ones((n_p, n_r), dtype=f32), np.ones((n_p, n_r, n_out), dtype=f32),
+        np.zeros((n_p, n_r), dtype=f32), np.zeros(n_r, dtype=np.bool_), np.zeros((n_p, n_out, n_r), dtype=f32),
+        RULE_TTV2, np.zeros((n_p, n_r), dtype=np.bool_), none, none, np.zeros((0, 0), dtype=np.bool_), 0.0, 1.0,
+        True, 0.0, ColumnRead.of(io), np.uint64(11))
+    return torch.from_numpy(v)
+
+
+@pytest.mark.parametrize("io", READ_IOS)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_read_columns_is_the_one_hot_analog_read(io: IOConfig, compiled: bool) -> None:
     """The transfer's column read is analog_mvm of each column as a one-input tile with input 1.
 
     Exactly without noise, in mean and std with it. (Input noise then acts on the read input only,
-    as in aihwkit's one-hot transfer read where the other inputs are exact zeros.)
+    as in aihwkit's one-hot transfer read where the other inputs are exact zeros.) Both for
+    ``read_columns`` and for the compiled transfer's read.
     """
     reps = 4000
     w = (torch.rand(1, 6, 3, generator=gen(1)) * 2 - 1).expand(reps, -1, -1).contiguous()
     cols = w.permute(0, 2, 1).reshape(reps * 3, 6, 1)
     via_mvm = analog_mvm(cols, torch.ones(reps * 3, 1, 1), io, gen(2), bound_management=False)
     via_mvm = via_mvm.view(reps, 3, 6).transpose(1, 2)  # (P, out, R)
-    direct = read_columns(w.clone(), io, gen(3))
+    direct = compiled_read(w.clone(), io) if compiled else read_columns(w.clone(), io, gen(3))
     if io.out_noise == 0 and io.inp_noise == 0:
         torch.testing.assert_close(direct, via_mvm, rtol=0, atol=1e-6)
         return

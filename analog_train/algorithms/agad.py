@@ -20,14 +20,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from analog_train.algorithms import transfer_kernel
 from analog_train.algorithms.transfer import TransferCompound, chopper_period, regular_flips
 
 
 class AGAD(TransferCompound):
     """AGAD: regular choppers, running mean ``p`` and past mean ``p_ref`` per element."""
+
+    kernel_rule = transfer_kernel.RULE_AGAD
 
     def __init__(self, algo: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(algo, *args, **kwargs)
@@ -56,6 +60,9 @@ class AGAD(TransferCompound):
         else:
             self.switched.index_copy_(1, cols, flips)
         return lr_scale * sign * (v - p_ref)
+
+    def _kernel_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        return self.p.numpy(), self.p_ref.numpy(), self.switched.numpy(), self.beta
 
     def write_allowed(self, passes: Tensor) -> Tensor:
         return passes >= self.period

@@ -12,11 +12,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from analog_train.algorithms import transfer_kernel
 from analog_train.algorithms.transfer import TransferCompound, chopper_period, regular_flips
 
 
 class ChoppedTTv2(TransferCompound):
     """c-TTv2: random (or regular) input choppers, static reference R."""
+
+    kernel_rule = transfer_kernel.RULE_CHOPPED
 
     def in_chopper_flips(self, passes: Tensor) -> Tensor | None:
         p, n_p = self.cfg.in_chop_prob, self.c_in.shape[0]

@@ -35,12 +35,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from analog_train.algorithms import transfer_kernel
 from analog_train.algorithms.base import AnalogAlgorithm
-from analog_train.crossbar.io import read_columns, split_sizes
-from analog_train.crossbar.pulsed_update import pulse_probabilities, pulsed_update, uses_masks
+from analog_train.crossbar.io import ColumnRead, read_columns, split_sizes
+from analog_train.crossbar.pulsed_update import pulse_masks, pulse_trains, pulsed_update, uses_masks
+from analog_train.devices import kernels
 from analog_train.devices.array import DeviceArray
 
 
@@ -65,6 +68,7 @@ class TransferCompound(AnalogAlgorithm):
     """A, C, H, choppers and the column-transfer schedule; subclasses define the buffer rule."""
 
     choppers = True  # False: in_chop_prob and out_chop_prob are ignored (TTv2)
+    kernel_rule: int  # the buffer rule of accumulate for the compiled transfer (transfer_kernel.RULE_*)
 
     def __init__(
         self,
@@ -89,8 +93,6 @@ class TransferCompound(AnalogAlgorithm):
         self.c_in = torch.ones((n_p, n_in), dtype=dt, device=dev)
         self.c_out = torch.ones((n_p, n_out), dtype=dt, device=dev)
         sizes = split_sizes(n_in, algo.transfer_io.max_input_size)
-        self.tile_size = torch.tensor(sizes, device=dev)
-        self.tile_start = torch.tensor([0, *sizes[:-1]], device=dev).cumsum(0)
         self._min_tile = min(sizes)
         self._tiles = list(zip([0, *itertools.accumulate(sizes)][:-1], sizes))  # (start, size) per input tile
         self.samples = 0  # samples seen (aihwkit's mat-vec counter)
@@ -98,6 +100,9 @@ class TransferCompound(AnalogAlgorithm):
         self.m_x = torch.zeros(n_p, dtype=dt, device=dev)  # auto_scale running max|x|
         self.m_d = torch.zeros(n_p, dtype=dt, device=dev)  # auto_scale running max|d|
         self.eta_a = torch.zeros(n_p, dtype=dt, device=dev)  # last fast-array learning rate
+        # The compiled transfer (CPU): the subclass's accumulate as transfer_kernel.RULE_*.
+        self._compiled = self.H.device.type == "cpu" and kernels.enabled()
+        self._column_read = ColumnRead.of(algo.transfer_io)
         self.last_reads: Reads | None = None  # hooks for traces: the reads of the last update ...
         self.last_values: Tensor | None = None  # ... and their values through the periphery (P, out, R)
 
@@ -153,11 +158,13 @@ class TransferCompound(AnalogAlgorithm):
         self.last_reads, self.last_values = reads, None
         if not len(reads):
             return
+        scale = lr * self.cfg.transfer_every / (self.cfg.auto_granularity * self.cfg.buffer_granularity)
+        if self._compiled and reads.n_phases == 1:
+            self._transfer_compiled(columns, reads, sign_in, sign_out, flips_in, scale)
+            return
         v = self._transfer_read(columns)
         self.last_values = v
-        scale = lr * reads.size.to(v.dtype) * self.cfg.transfer_every / (
-            self.cfg.auto_granularity * self.cfg.buffer_granularity)
-        lr_scale = (scale.view(1, -1) / self.A.eps.view(-1, 1)).unsqueeze(1)  # (P, 1, R)
+        lr_scale = (scale * reads.size.to(v.dtype).view(1, -1) / self.A.eps.view(-1, 1)).unsqueeze(1)  # (P, 1, R)
         sign = sign_in.unsqueeze(1) * sign_out.transpose(1, 2)  # (P, out, R)
         n_phases = reads.n_phases
         if n_phases == 1:  # the common case: every column read once, no gathering needed
@@ -170,6 +177,33 @@ class TransferCompound(AnalogAlgorithm):
                     reads.col[idx], reads.passes[idx], v[:, :, idx], sign[:, :, idx], lr_scale[:, :, idx],
                     None if flips_in is None else flips_in[:, idx])
         self._write_slow_array(steps, reads.col, distinct=reads.n_phases == 1)
+
+    def _transfer_compiled(self, columns: Tensor, reads: Reads, sign_in: Tensor, sign_out: Tensor,
+                           flips: Tensor | None, scale: float) -> None:
+        """Read, buffer and C steps of distinct columns in one compiled pass (CPU; see :mod:`.transfer_kernel`).
+
+        The same as :meth:`_transfer_read`, :meth:`_buffer_step` and :meth:`accumulate`, without
+        their thirty-odd small tensor operations.
+        """
+        cfg = self.cfg
+        n_p, n_r = sign_in.shape
+        lr_scale = (scale * reads.size.numpy()).reshape(1, -1) / self.A.eps.numpy().reshape(-1, 1)
+        allowed = np.broadcast_to(np.asarray(self.write_allowed(reads.passes)), (n_r,))
+        flips_np = np.zeros((n_p, n_r), dtype=np.bool_) if flips is None else flips.numpy()
+        run_mean, past_mean, switched, beta = self._kernel_means()
+        v, steps = transfer_kernel.transfer_columns(
+            columns.contiguous().numpy(), reads.col.numpy(), sign_in.contiguous().numpy(),
+            sign_out.contiguous().numpy(), lr_scale.astype(np.float32), np.ascontiguousarray(allowed), self.H.numpy(),
+            self.kernel_rule, np.ascontiguousarray(flips_np), run_mean, past_mean, switched, beta,
+            float(cfg.transfer_desired_bl), bool(cfg.forget_buffer), float(cfg.momentum), self._column_read,
+            kernels.draw_seed(self.generator))
+        self.last_values = torch.from_numpy(v)
+        self._write_slow_array(torch.from_numpy(steps), reads.col, distinct=True)
+
+    def _kernel_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """AGAD's running mean, past mean, switched flags and beta for the compiled transfer (unused: empty)."""
+        empty = np.zeros((0, 0, 0), dtype=np.float32)
+        return empty, empty, np.zeros((0, 0), dtype=np.bool_), 0.0
 
     def _buffer_step(self, cols: Tensor, passes: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor,
                      flips: Tensor | None) -> Tensor:
@@ -192,24 +226,21 @@ class TransferCompound(AnalogAlgorithm):
     # -- the steps of one mini-batch -------------------------------------------------------------
     def _schedule(self, batch: int) -> Reads:
         """Which samples of the batch end with a transfer event, and which column each tile reads."""
-        # Built from Python ints in one tensor: the schedule has a few dozen entries, for which
-        # one torch.tensor call is cheaper than the ~30 small tensor ops of a vectorised version.
-        every, events = self.cfg.transfer_every, self.events
-        at = [b for b in range(batch) if (self.samples + b + 1) % every == 0]
-        rows: list[list[int]] = [[], [], [], [], [], []]  # sample, col, passes, size, phase, pass_end
+        # Built from Python ints, handed to torch without a copy: the schedule has a few dozen
+        # entries, for which plain Python beats any vectorised version (numpy's or torch's).
+        at = [b for b in range(batch) if (self.samples + b + 1) % self.cfg.transfer_every == 0]
+        flat: list[int] = []
         for i, b in enumerate(at):
-            e = events + i
+            e = self.events + i
             for t, (start, size) in enumerate(self._tiles):
                 local = e % size
-                for row, value in zip(rows, (b, start + local, e // size, size, i // size,
-                                             t == 0 and local == size - 1)):
-                    row.append(value)
-        sample, col, passes, size, phase, pass_end = torch.tensor(
-            rows, dtype=torch.long, device=self.tile_size.device).unbind(0)
+                flat += (b, start + local, e // size, size, i // size, t == 0 and local == size - 1)
+        table = np.array(flat, dtype=np.int64).reshape(-1, 6).T.copy()
+        sample, col, passes, size_r, phase, pass_end = torch.from_numpy(table).to(self.H.device).unbind(0)
         return Reads(
-            sample=sample, col=col, passes=passes, size=size, phase=phase, pass_end=pass_end.bool(),
+            sample=sample, col=col, passes=passes, size=size_r, phase=phase, pass_end=pass_end.bool(),
             events=len(at),
-            n_phases=(len(at) - 1) // self._min_tile + 1 if at else 1,
+            n_phases=(len(at) - 1) // self._min_tile + 1 if len(at) else 1,
         )
 
     def _out_chopper_flips(self, reads: Reads) -> Tensor | None:
@@ -294,13 +325,12 @@ class TransferCompound(AnalogAlgorithm):
                 pulsed_update(a, x[:, start:], d[:, start:], eta, self.update_cfg, self.generator)
             return columns
 
-        probabilities = pulse_probabilities(x, d, eta, a.eps, self.update_cfg)
         if uses_masks(a, self.update_cfg) and reads.n_phases == 1:  # compiled kernels: one pass
-            masks = probabilities.masks(self.generator)
+            masks = pulse_masks(x, d, eta, a.eps, self.update_cfg, self.generator)
             if masks.empty:
                 return a.weight_at(reads.col)
             return a.apply_masks(masks, self.generator, reads.col, reads.sample)
-        trains = probabilities.trains(self.generator)
+        trains = pulse_trains(x, d, eta, a.eps, self.update_cfg, self.generator)
         if trains.bx.shape[2] == 0:
             return a.weight_at(reads.col)
         n_up, n_dn = trains.up_down_counts()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from analog_train.algorithms import transfer_kernel
 from analog_train.algorithms.transfer import TransferCompound
 
 
@@ -18,6 +19,7 @@ class TTv2(TransferCompound):
     """TTv2: aihwkit's ChoppedTransferCompound with the choppers off (``in_chop_prob`` is ignored)."""
 
     choppers = False
+    kernel_rule = transfer_kernel.RULE_TTV2
 
     def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
         # v is already the differential read (A - R) e_k: the array's visible weight is g - R.

@@ -15,13 +15,14 @@ do the product, the output noise and the step scaling at once.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["analog_mvm", "split_sizes"]
+__all__ = ["ColumnRead", "analog_mvm", "read_columns", "split_sizes"]
 
 
 def split_sizes(size: int, max_size: int) -> list[int]:
@@ -159,31 +160,56 @@ def analog_mvm(
     return q[0] if n_t == 1 else q.sum(0)
 
 
+class ColumnRead(NamedTuple):
+    """The transfer's one-hot column read as plain numbers: ``v = ADC((level + inp_noise z) gain w + out_noise z')``.
+
+    With ``|x|max = 1`` the DAC and ADC steps are the bare ``res_in`` and ``res_out`` whether or not
+    noise management is on, and the other inputs of the tile are exact zeros, so a read is a
+    handful of element-wise operations (:func:`read_columns`, and the compiled transfer of
+    :mod:`analog_train.algorithms.transfer_kernel`).
+    """
+
+    perfect: bool  # no periphery: the read is the column
+    level_gain: float  # DAC level of the input 1, times DAC step / ADC step
+    inp_noise_gain: float  # input noise in DAC steps, times DAC step / ADC step
+    out_noise: float  # in ADC steps
+    quantise: bool  # the ADC rounds to its steps
+    l_out: float  # ADC clip, in steps
+    res_out: float  # ADC step
+
+    @classmethod
+    def of(cls, io: Any) -> ColumnRead:
+        if io.is_perfect:
+            return cls(True, 1.0, 0.0, 0.0, False, math.inf, 1.0)
+        c = _Periphery.of(io)
+        level = 1.0 / c.res_in
+        if c.quant_in:
+            level = float(round(level))
+        level = min(max(level, -c.l_in), c.l_in)
+        return cls(False, level * c.gain, c.inp_noise * c.gain, c.out_noise, c.quant_out, c.l_out, c.res_out)
+
+
 def read_columns(columns: Tensor, io: Any, generator: torch.Generator | None) -> Tensor:
     """Columns ``(P, out, R)`` read through the periphery with a one-hot input of 1, ``(P, out, R)``.
 
     What :func:`analog_mvm` returns for ``x = e_k`` without bound management (aihwkit's
-    ``transfer_forward``), in a handful of element-wise operations: with ``|x|max = 1`` the DAC and
-    ADC steps are the bare ``res_in`` and ``res_out`` whether or not noise management is on, and
-    the other inputs of the tile are exact zeros.
+    ``transfer_forward``); see :class:`ColumnRead`.
     """
-    if io.is_perfect:
+    r = ColumnRead.of(io)
+    if r.perfect:
         return columns
-    c = _Periphery.of(io)
-    level = 1.0 / c.res_in
-    if c.quant_in:
-        level = float(round(level))
-    level = min(max(level, -c.l_in), c.l_in)
     n_p, _, n_r = columns.shape
-    if c.inp_noise > 0:  # one input-noise draw per read
+    if r.inp_noise_gain > 0:  # one input-noise draw per read
         v = torch.randn((n_p, 1, n_r), generator=generator, dtype=columns.dtype, device=columns.device)
-        q = columns * v.mul_(c.inp_noise).add_(level).mul_(c.gain)
+        q = columns * v.mul_(r.inp_noise_gain).add_(r.level_gain)
     else:
-        q = columns * (level * c.gain)
-    if c.out_noise > 0:  # drawn (P, R, out) as analog_mvm draws (P, B, out): same numbers for one seed
+        q = columns * r.level_gain
+    if r.out_noise > 0:  # drawn (P, R, out) as analog_mvm draws (P, B, out): same numbers for one seed
         noise = torch.randn((n_p, n_r, q.shape[1]), generator=generator, dtype=q.dtype, device=q.device)
-        q.add_(noise.transpose(1, 2), alpha=c.out_noise)
-    return _adc(q, c).mul_(c.res_out)
+        q.add_(noise.transpose(1, 2), alpha=r.out_noise)
+    if r.quantise:
+        q.round_()
+    return q.clamp_(-r.l_out, r.l_out).mul_(r.res_out)
 
 
 def _tile_weight(weight: Tensor, start: int, end: int) -> Tensor:

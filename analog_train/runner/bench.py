@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig
 
+from analog_train.algorithms import transfer_kernel
 from analog_train.config import compose_config, validate
 from analog_train.devices import kernels
 from analog_train.runner.train import train
@@ -60,6 +61,7 @@ def run_benchmark(samples: int = 6000, batch_size: int = 10, exact: bool = True,
     seconds: dict[str, float] = {}
     print(f"FC 784-256-128-10 on {samples} MNIST samples, batch {batch_size}, torch threads {torch.get_num_threads() if not threads else threads}")
     kernels.warm_up()
+    transfer_kernel.warm_up()
     with tempfile.TemporaryDirectory() as tmp:
         for label, overrides in [*cases, (f"{reference[0]} (again)", reference[1])]:
             name = label.replace(" ", "_").replace("(", "").replace(")", "")

@@ -1,0 +1,106 @@
+"""The compiled transfer (read, buffer rule, threshold; ``algorithms.transfer_kernel``) against torch.
+
+The torch methods of ``TransferCompound`` and its subclasses are the reference: on the same
+inputs the kernel must leave the same buffer, AGAD means and flags, and return the same reads and
+C steps; whole noise-free training steps must agree with ``ANALOG_TRAIN_KERNELS=0``.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from analog_train.algorithms import build_algorithm, transfer_kernel
+from analog_train.config import AlgoConfig, DeviceConfig, IOConfig, UpdateConfig
+from analog_train.crossbar.io import ColumnRead
+
+PERFECT = IOConfig(is_perfect=True)
+DW = 0.01
+IDEAL = DeviceConfig(family="constant_step", dw_min=DW, dw_min_std=0.0, dw_min_dtod=0.0, up_down_dtod=0.0,
+                     w_max=10.0, w_min=-10.0, w_max_dtod=0.0, w_min_dtod=0.0)
+DETERMINISTIC = UpdateConfig(desired_bl=2, update_bl_management=False, update_management=False)
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def build(name, shape, population, **kw):
+    base = dict(name=name, auto_scale=False, fast_lr=2 * DW, auto_granularity=100.0, transfer_every=1,
+                transfer_io=PERFECT, in_chop_prob=0.5, transfer_desired_bl=3)
+    base.update(kw)
+    alg = build_algorithm(AlgoConfig(**base), IDEAL, shape, DETERMINISTIC, gen(0), gen(1), population=population)
+    alg.set_weights(torch.zeros(population, *shape))
+    return alg
+
+
+def state(alg):
+    names = ["H", "p", "p_ref", "switched"] if hasattr(alg, "p_ref") else ["H"]
+    return {n: getattr(alg, n).clone() for n in names}
+
+
+@pytest.mark.parametrize("name", ["ttv2", "cttv2", "agad"])
+@pytest.mark.parametrize("forget", [True, False])
+def test_compiled_transfer_equals_the_torch_buffer_step(name, forget):
+    n_p, n_out, n_in = 2, 7, 9
+    alg = build(name, (n_out, n_in), n_p, forget_buffer=forget, momentum=0.1)
+    g = gen(5)
+    alg.H.copy_(torch.randn(alg.H.shape, generator=g) * 1.5)  # many crossings, some beyond the BLT of 3
+    alg.H.mul_(torch.where(torch.rand(alg.H.shape, generator=g) < 0.2, 3.0, 1.0))
+    if name == "agad":
+        alg.p.copy_(torch.randn(alg.H.shape, generator=g))
+        alg.p_ref.copy_(torch.randn(alg.H.shape, generator=g))
+        alg.switched.copy_(torch.rand(alg.switched.shape, generator=g) < 0.5)
+    cols = torch.tensor([4, 0, 7, 2, 8])
+    passes = torch.tensor([0, 1, 2, 3, 4])  # AGAD (period 2) may write from pass 2 on
+    n_r = len(cols)
+    columns = torch.randn(n_p, n_out, n_r, generator=g) * 0.5
+    sign_in = torch.where(torch.rand(n_p, n_r, generator=g) < 0.5, -1.0, 1.0)
+    sign_out = torch.where(torch.rand(n_p, n_r, n_out, generator=g) < 0.5, -1.0, 1.0)
+    flips = torch.rand(n_p, n_r, generator=g) < 0.5
+    lr_scale = torch.rand(n_p, n_r, generator=g) * 3
+
+    before = state(alg)
+    v = alg._transfer_read(columns)
+    expected_steps = alg._buffer_step(cols, passes, v, sign_in.unsqueeze(1) * sign_out.transpose(1, 2),
+                                      lr_scale.unsqueeze(1), flips if name != "ttv2" else None)
+    expected = state(alg)
+    for n, t in before.items():
+        getattr(alg, n).copy_(t)
+
+    run_mean, past_mean, switched, beta = alg._kernel_means()
+    allowed = np.broadcast_to(np.asarray(alg.write_allowed(passes)), (n_r,)).copy()
+    v_k, steps = transfer_kernel.transfer_columns(
+        columns.numpy(), cols.numpy(), sign_in.numpy(), sign_out.numpy(), lr_scale.numpy(), allowed, alg.H.numpy(),
+        alg.kernel_rule, flips.numpy(), run_mean, past_mean, switched, beta, 3.0, forget, 0.1,
+        ColumnRead.of(PERFECT), np.uint64(7))
+    torch.testing.assert_close(torch.from_numpy(v_k), v)
+    assert (expected_steps != 0).sum() > 5 and expected_steps.abs().max() == 3
+    torch.testing.assert_close(torch.from_numpy(steps), expected_steps)
+    for n, t in expected.items():
+        torch.testing.assert_close(getattr(alg, n), t, rtol=1e-5, atol=1e-6)
+    if name == "agad":
+        assert not bool((alg.switched == before["switched"]).all())
+
+
+@pytest.mark.parametrize("name", ["ttv2", "cttv2", "agad"])
+def test_compiled_path_trains_like_the_torch_path(monkeypatch, name):
+    """Noise-free devices, every bit of the trains set, perfect reads, regular choppers: the paths agree.
+
+    (Random chopper flips would differ: the two paths draw different amounts from the generator.)
+    """
+    shape, n_p = (5, 6), 2
+    runs = []
+    for kernels_on in (True, False):
+        if not kernels_on:
+            monkeypatch.setenv("ANALOG_TRAIN_KERNELS", "0")
+        alg = build(name, shape, n_p, in_chop_prob=0.3, in_chop_random=False, transfer_every=2)
+        assert alg._compiled == kernels_on
+        g = gen(9)
+        for _ in range(40):
+            x = torch.where(torch.rand(n_p, 4, shape[1], generator=g) < 0.5, -1.5, 1.5)
+            d = torch.where(torch.rand(n_p, 4, shape[0], generator=g) < 0.5, -1.5, 1.5)
+            alg.update(x, d, 0.5)
+        runs.append((alg.weight.clone(), alg.H.clone(), alg.c_in.clone(), alg.c_out.clone()))
+    assert runs[0][0].abs().sum() > 0 and (name == "ttv2" or bool((runs[0][2] < 0).any()))
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
