@@ -104,3 +104,25 @@ def test_compiled_path_trains_like_the_torch_path(monkeypatch, name):
     assert runs[0][0].abs().sum() > 0 and (name == "ttv2" or bool((runs[0][2] < 0).any()))
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_auto_scale_equals_the_torch_rule(monkeypatch):
+    """Running abs-maxima and eta_A of auto_scale: the compiled rule equals the torch one, batch by batch."""
+    n_p, shape = 3, (4, 5)
+    compiled = build("agad", shape, n_p, auto_scale=True, auto_momentum=0.9, fast_lr=0.1)
+    monkeypatch.setenv("ANALOG_TRAIN_KERNELS", "0")
+    reference = build("agad", shape, n_p, auto_scale=True, auto_momentum=0.9, fast_lr=0.1)
+    assert compiled._compiled and not reference._compiled
+    g = gen(3)
+    for step in range(6):
+        x = torch.randn(n_p, 7, shape[1], generator=g) * (step + 1)
+        d = torch.randn(n_p, 7, shape[0], generator=g) * 0.1
+        if step == 2:
+            x[1] = 0.0  # a batch without input leaves replica 1's average alone
+        if step == 0:
+            d[2] = 0.0  # ... and replica 2's d average stays unset for one batch
+        eta_c, eta_r = compiled._fast_lr(x, d), reference._fast_lr(x, d)
+        torch.testing.assert_close(eta_c, eta_r, rtol=1e-5, atol=0)
+        torch.testing.assert_close(compiled.m_x, reference.m_x, rtol=1e-5, atol=0)
+        torch.testing.assert_close(compiled.m_d, reference.m_d, rtol=1e-5, atol=0)
+    assert bool((reference.m_x > 0).all())

@@ -297,13 +297,18 @@ class TransferCompound(AnalogAlgorithm):
             self.eta_a = torch.full_like(self.m_x, cfg.fast_lr)
             return self.eta_a.view(-1, 1)
         keep = 1.0 - cfg.auto_momentum
+        eta = cfg.fast_lr * self.update_cfg.desired_bl * self.A.eps
+        if self._compiled:
+            eta_np = transfer_kernel.auto_scale_lr(x.contiguous().numpy(), d.contiguous().numpy(), self.m_x.numpy(),
+                                                   self.m_d.numpy(), keep, eta.numpy())
+            self.eta_a = torch.from_numpy(eta_np)
+            return self.eta_a.view(-1, 1)
         for name, v in (("m_x", x), ("m_d", d)):
             m = getattr(self, name)
             mx = v.abs().amax(-1).mean(1)
             new = torch.where(m > 0, m + keep * (mx - m), mx)
             setattr(self, name, torch.where(mx > 0, new, m))
         scale = self.m_x * self.m_d
-        eta = cfg.fast_lr * self.update_cfg.desired_bl * self.A.eps
         self.eta_a = torch.where(scale > 0, eta / torch.where(scale > 0, scale, 1.0), eta)
         return self.eta_a.view(-1, 1)
 

@@ -81,12 +81,39 @@ def transfer_columns(columns, cols, sign_in, sign_out, lr_scale, allowed, h, rul
     return v, steps
 
 
+@njit(cache=True, error_model="numpy")
+def auto_scale_lr(x, d, m_x, m_d, keep, eta_max):
+    """``eta_A (P,)`` of ``auto_scale``: ``eta_max / (m_x m_d)``, after updating the running abs-maxima in place.
+
+    As ``TransferCompound._fast_lr``: ``m <- m + keep (mean_b max|v_b| - m)`` (the first non-zero
+    value initialises ``m``; a zero batch leaves it), ``eta_max = fast_lr BL eps_A``.
+    """
+    n_p, n_b = x.shape[0], x.shape[1]
+    eta = np.empty(n_p, dtype=x.dtype)
+    for p in range(n_p):
+        for v, m in ((x, m_x), (d, m_d)):
+            total = 0.0
+            for b in range(n_b):
+                top = 0.0
+                for j in range(v.shape[2]):
+                    top = max(top, abs(v[p, b, j]))
+                total += top
+            mean = total / n_b
+            if mean > 0.0:
+                m[p] = m[p] + keep * (mean - m[p]) if m[p] > 0.0 else mean
+        scale = m_x[p] * m_d[p]
+        eta[p] = eta_max[p] / scale if scale > 0.0 else eta_max[p]
+    return eta
+
+
 def warm_up() -> None:
-    """Compile (or load from numba's cache) :func:`transfer_columns` for float32 state."""
+    """Compile (or load from numba's cache) the kernels of this module for float32 state."""
     f32 = np.float32
     columns = np.zeros((1, 1, 1), dtype=f32)
     state = np.zeros((1, 1, 1), dtype=f32)
     read = ColumnRead(False, 1.0, 0.0, 0.0, True, 1.0, 1.0)
+    vector = np.ones(1, dtype=f32)
+    auto_scale_lr(columns, columns, vector, vector.copy(), 0.5, vector.copy())
     transfer_columns(columns, np.zeros(1, dtype=np.int64), np.ones((1, 1), dtype=f32), np.ones((1, 1, 1), dtype=f32),
                      np.ones((1, 1), dtype=f32), np.ones(1, dtype=np.bool_), state, RULE_AGAD,
                      np.zeros((1, 1), dtype=np.bool_), state.copy(), state.copy(), np.zeros((1, 1), dtype=np.bool_),
