@@ -238,3 +238,20 @@ def test_kernel_redraws_write_noise_of_touched_devices_only():
     assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / n)
     # The visible weight carries it.
     torch.testing.assert_close(arr.weight, arr.g - arr.ref + noise)
+
+
+def test_kernel_column_steps_equal_the_counts_on_those_columns(monkeypatch):
+    """The transfer's C writes: |n| pulses of sign(n) on column cols[r], as apply_counts_at gives them."""
+    shape, n_p = (6, 9), 2
+    cfg = dev("soft_bounds", dw_min_std=0.0)  # noise-free: both paths are deterministic
+    cols = torch.tensor([7, 1, 4])
+    steps = torch.randint(-3, 4, (n_p, shape[0], len(cols)), generator=gen(1)).float()
+    compiled = DeviceArray(cfg, shape, gen(3), population=n_p)
+    monkeypatch.setenv("ANALOG_TRAIN_KERNELS", "0")
+    reference = DeviceArray(cfg, shape, gen(3), population=n_p)
+    assert compiled.kernel_ready and not reference.kernel_ready
+    compiled.apply_column_steps(cols, steps, gen(4))
+    reference.apply_counts_at(cols, steps.clamp(min=0), (-steps).clamp(min=0), gen(4), sparse=True)
+    torch.testing.assert_close(compiled.weight, reference.weight, rtol=0, atol=1e-6)
+    torch.testing.assert_close(compiled.pulse_count, reference.pulse_count)
+    assert compiled.pulse_count[:, :, cols].sum() == steps.abs().sum() > 0

@@ -378,10 +378,14 @@ class TransferCompound(AnalogAlgorithm):
 
     def _write_slow_array(self, steps: Tensor, cols: Tensor, distinct: bool = False) -> None:
         """``|n|`` single pulses of sign(n) on C at each read column, ``steps (P, out, R)``."""
+        c = self.C
+        fast_distinct = distinct and self.update_cfg.engine != "exact"
+        if fast_distinct and c.kernel_ready:  # compiled: skips the zeros itself
+            c.apply_column_steps(cols, steps, self.generator)
+            return
         if not bool((steps != 0).any()):
             return
-        c = self.C
-        if distinct and self.update_cfg.engine != "exact":  # few pulses on known columns
+        if fast_distinct:  # few pulses on known columns
             c.apply_counts_at(cols, steps.clamp(min=0), (-steps).clamp(min=0), self.generator, sparse=True)
             return
         up = torch.zeros_like(c.g).index_add_(2, cols, steps.clamp(min=0))

@@ -170,6 +170,17 @@ class DeviceArray:
             mask.index_add_(2, cols, n_tot)
             self._redraw_write_noise(mask > 0, generator)
 
+    def apply_column_steps(self, cols: Tensor, steps: Tensor, generator: torch.Generator) -> None:
+        """``|steps|`` single pulses of ``sign(steps)`` on the distinct columns ``cols``, ``steps (P, out, R)``.
+
+        Compiled kernels only (:attr:`kernel_ready`): the transfer's C writes without gathering.
+        """
+        self.g = self.g.contiguous()
+        kernels.apply_column_steps(self.g.view(-1).numpy(), self.w_noise.view(-1).numpy(),
+                                   self.pulse_count.view(-1).numpy(), self._kernel_rows, cols.numpy(),
+                                   steps.contiguous().numpy(), self.shape[2], kernels.draw_seed(generator),
+                                   self.mult_noise, self.has_write_noise)
+
     @property
     def kernel_ready(self) -> bool:
         """Whether :meth:`apply_masks` is available (compiled kernels: affine family on the CPU)."""

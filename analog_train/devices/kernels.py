@@ -205,6 +205,23 @@ def apply_listed(g, w_noise, pulse_count, rows, index, n_up, n_dn, seed, mult, w
             _apply_at(index[k], nu, nd, g, w_noise, pulse_count, rows, seed, mult, write_noise, 0)
 
 
+@njit(cache=True, error_model="numpy")
+def apply_column_steps(g, w_noise, pulse_count, rows, cols, steps, n_in, seed, mult, write_noise):
+    """``|steps[p, i, r]|`` pulses, up where positive, on device ``(p, i, cols[r])`` of the flat arrays (in place).
+
+    The transfer's writes to C: a few single pulses on the columns just read.
+    """
+    n_p, n_out, n_r = steps.shape
+    for p in range(n_p):
+        for i in range(n_out):
+            base = (p * n_out + i) * n_in
+            for r in range(n_r):
+                s = float(steps[p, i, r])
+                if s != 0.0:
+                    _apply_at(base + cols[r], max(s, 0.0), max(-s, 0.0), g, w_noise, pulse_count, rows, seed, mult,
+                              write_noise, 0)
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract", "arcp", "reassoc"})
 def _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise):
     for i in prange(g.shape[0]):
@@ -438,6 +455,7 @@ def warm_up() -> None:
     seed = np.uint64(0)
     apply_dense(g, zeros, zeros, rows, counts, counts, seed, False, False)
     apply_listed(g, zeros, zeros, rows, np.arange(4), counts, counts, seed, False, False)
+    apply_column_steps(g, zeros, zeros, rows, np.arange(2), np.ones((1, 2, 2), dtype=np.float32), 2, seed, False, False)
     x = np.full((1, 2, 2), 0.5, dtype=np.float32)
     xpos, xneg, _, _, _ = pulse_masks(x, x, np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32),
                                       1.0, 1.0, True, True, seed)
