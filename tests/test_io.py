@@ -16,6 +16,14 @@ RES_IN = 2.0 / 126.0  # preset DAC step on [-1, 1]
 RES_OUT = 40.0 / 510.0  # preset ADC step on [-20, 20]
 
 
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on the compiled CPU read (crossbar.mvm_kernel) and on the torch implementation."""
+    if request.param == "torch":
+        monkeypatch.setenv("ANALOG_TRAIN_KERNELS", "0")
+    return request.param
+
+
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -185,8 +193,16 @@ def test_bound_management_stops_after_max_rounds(scale: float, io: IOConfig, las
     torch.testing.assert_close(y, torch.full_like(y, 20.0 * last_factor))
 
 
-def test_bound_management_only_rereads_failing_samples_and_replicas() -> None:
+def torch_only(implementation: str) -> None:
+    """Skip a test of which samples BM re-reads: the compiled read hands a batch with a clipped
+    output to the torch implementation whole (a fresh read of every sample, same distribution)."""
+    if implementation == "compiled":
+        pytest.skip("the compiled read re-reads a clipped batch with the torch implementation")
+
+
+def test_bound_management_only_rereads_failing_samples_and_replicas(implementation: str) -> None:
     """The same seed with BM on and off must give identical results where nothing clipped."""
+    torch_only(implementation)
     torch.manual_seed(6)
     w = torch.randn(2, 4, 30) * 0.05
     w[1, 2] = 3.0  # replica 1, output 2 clips when most inputs are near their abs-max
@@ -201,8 +217,9 @@ def test_bound_management_only_rereads_failing_samples_and_replicas() -> None:
     assert abs(on[1, 3, 2] - true) < 0.02 * true
 
 
-def test_bound_management_per_output_tile() -> None:
+def test_bound_management_per_output_tile(implementation: str) -> None:
     """Two output tiles (300 + 300): only the clipping tile is re-read, the other keeps its read."""
+    torch_only(implementation)
     torch.manual_seed(8)
     w = torch.randn(1, 600, 20) * 0.05
     w[0, 10] = 2.0  # output tile 0 clips (y = 40)
@@ -282,3 +299,38 @@ def test_float64_and_input_noise() -> None:
     y = analog_mvm(w, x, IOConfig(inp_noise=0.01), gen())
     assert y.dtype == torch.float64
     assert (y - matmul(w, x)).abs().max() < 1.0
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_compiled_read_equals_the_torch_read(implementation: str, monkeypatch: pytest.MonkeyPatch,
+                                             transposed: bool) -> None:
+    """Preset periphery, two input tiles, noise-free: the same ADC levels up to summation-order ties;
+    with noise: the same mean and spread."""
+    if implementation == "torch":
+        pytest.skip("compares the two implementations itself")
+    g = gen(12)
+    w = torch.randn(1, 300, 700, generator=g) * 0.05
+    x = torch.randn(1, 8, 300 if transposed else 700, generator=g)
+    x[0, 0] = 0.0  # an all-zero sample reads 0
+    weight = w.transpose(-1, -2) if transposed else w
+    quiet_io = IOConfig(out_noise=0.0, bound_management="none")
+    compiled = analog_mvm(weight, x, quiet_io, gen(1))
+    monkeypatch.setenv("ANALOG_TRAIN_KERNELS", "0")
+    reference = analog_mvm(weight, x, quiet_io, gen(1))
+    step = x.abs().amax(-1, keepdim=True) * RES_OUT  # one ADC step per tile, after NM
+    off = (compiled - reference).abs() > 1e-5
+    assert off.float().mean() < 0.01 and bool(((compiled - reference).abs() <= 2.01 * step).all())
+    assert bool((compiled[0, 0] == 0).all())
+    monkeypatch.delenv("ANALOG_TRAIN_KERNELS")
+    reps = 400
+    xs = x[:, 1:3].expand(reps, -1, -1).contiguous()
+    ws = weight.expand(reps, -1, -1)
+    noisy_io = IOConfig(inp_noise=0.02, bound_management="none")
+    compiled = analog_mvm(ws.contiguous() if not transposed else w.expand(reps, -1, -1).contiguous().transpose(-1, -2),
+                          xs, noisy_io, gen(2))
+    monkeypatch.setenv("ANALOG_TRAIN_KERNELS", "0")
+    reference = analog_mvm(ws, xs, noisy_io, gen(3))
+    se = torch.sqrt((compiled.var(0) + reference.var(0)) / reps)
+    assert ((compiled.mean(0) - reference.mean(0)).abs() <= 5 * se + 1e-6).float().mean() > 0.999
+    ratio = compiled.std(0) / reference.std(0)
+    assert ((ratio - 1).abs() < 5 * math.sqrt(1 / reps)).float().mean() > 0.999

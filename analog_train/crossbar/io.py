@@ -19,8 +19,12 @@ import math
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from analog_train.crossbar import mvm_kernel
+from analog_train.devices import kernels
 
 __all__ = ["ColumnRead", "analog_mvm", "read_columns", "split_sizes"]
 
@@ -112,6 +116,12 @@ def analog_mvm(
     n_p, n_b, n_in = x.shape
     n_out = weight.shape[-2]
     in_tiles = _tile_bounds(n_in, io.max_input_size)
+    bound_management = bound_management and io.bound_management == "iterative" and c.bm_limit >= 1.0
+    if (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and generator is not None
+            and kernels.enabled()):
+        y = _compiled_read(weight, x, in_tiles, c, generator, bound_management)
+        if y is not None:
+            return y
     out_tiles = _tile_bounds(n_out, io.max_output_size)
     n_t = len(in_tiles)
     width = in_tiles[0][1]  # split_sizes puts the largest tile first
@@ -149,7 +159,7 @@ def analog_mvm(
         q.mul_(c.gain)
     _adc(q, c)
 
-    if bound_management and io.bound_management == "iterative" and c.bm_limit >= 1.0 and _any_clipped(q, c.l_out):
+    if bound_management and _any_clipped(q, c.l_out):
         for k, (start, end) in enumerate(in_tiles):
             step_k = step_in[:, :, k] if isinstance(step_in, Tensor) else step_in
             wt = _tile_weight(weight, start, end)
@@ -210,6 +220,26 @@ def read_columns(columns: Tensor, io: Any, generator: torch.Generator | None) ->
     if r.quantise:
         q.round_()
     return q.clamp_(-r.l_out, r.l_out).mul_(r.res_out)
+
+
+def _compiled_read(weight: Tensor, x: Tensor, in_tiles: tuple[tuple[int, int], ...], c: _Periphery,
+                   generator: torch.Generator, bound_management: bool) -> Tensor | None:
+    """:func:`analog_mvm` by the compiled kernel (CPU), or None when an output clipped and BM must re-read.
+
+    The backward pass hands over ``W^T`` as a transposed view; the kernel reads ``W`` itself then.
+    """
+    transposed = not weight.is_contiguous() and weight.transpose(-1, -2).is_contiguous()
+    w = weight.transpose(-1, -2) if transposed else weight.contiguous()
+    y, clipped = mvm_kernel.read(w.numpy(), x.contiguous().numpy(), transposed, _tile_array(in_tiles), tuple(c),
+                                 kernels.draw_seed(generator))
+    if clipped and bound_management:
+        return None
+    return torch.from_numpy(y)
+
+
+@lru_cache(maxsize=256)
+def _tile_array(tiles: tuple[tuple[int, int], ...]) -> np.ndarray:
+    return np.array(tiles, dtype=np.int64).reshape(-1, 2)
 
 
 def _tile_weight(weight: Tensor, start: int, end: int) -> Tensor:

