@@ -183,8 +183,11 @@ def test_each_algorithm_learns_a_linear_map_on_the_population_axis(name, kw, eng
         d = torch.bmm(x, (alg.weight - target).transpose(1, 2))
         alg.update(x, d, 1.0)
         alg.post_step()
-    err = (alg.weight - target).pow(2).flatten(1).mean(1).sqrt()
-    assert (err < (0.5 if engine == "fast" else 0.6) * err0).all(), (err0, err)
+    ratio = (alg.weight - target).pow(2).flatten(1).mean(1).sqrt() / err0
+    # Over 8 (fast) and 3 (exact) seeds x 4 replicas of every algorithm, the per-replica ratio had
+    # mean 0.20-0.27 and sd 0.08-0.12 (max 0.53): the mean of 4 replicas stays below 0.5 by more
+    # than 3 sd, and every replica below 0.8 by about 5 sd.
+    assert ratio.mean() < 0.5 and (ratio < 0.8).all(), ratio
     assert alg.pulse_counts()["C"].sum() > 0
 
 

@@ -57,7 +57,9 @@ def test_compiled_transfer_equals_the_torch_buffer_step(name, forget):
     sign_in = torch.where(torch.rand(n_p, n_r, generator=g) < 0.5, -1.0, 1.0)
     sign_out = torch.where(torch.rand(n_p, n_r, n_out, generator=g) < 0.5, -1.0, 1.0)
     flips = torch.rand(n_p, n_r, generator=g) < 0.5
-    lr_scale = torch.rand(n_p, n_r, generator=g) * 3
+    sizes = torch.tensor([9, 9, 4, 5, 9])  # tile sizes enter lr_scale = scale size / eps_A
+    scale, eps = 0.07, alg.A.eps
+    lr_scale = scale * sizes.view(1, -1) / eps.view(-1, 1)
 
     before = state(alg)
     v = alg._transfer_read(columns)
@@ -68,11 +70,10 @@ def test_compiled_transfer_equals_the_torch_buffer_step(name, forget):
         getattr(alg, n).copy_(t)
 
     run_mean, past_mean, switched, beta = alg._kernel_means()
-    allowed = np.broadcast_to(np.asarray(alg.write_allowed(passes)), (n_r,)).copy()
     v_k, steps = transfer_kernel.transfer_columns(
-        columns.numpy(), cols.numpy(), sign_in.numpy(), sign_out.numpy(), lr_scale.numpy(), allowed, alg.H.numpy(),
-        alg.kernel_rule, flips.numpy(), run_mean, past_mean, switched, beta, 3.0, forget, 0.1,
-        ColumnRead.of(PERFECT), np.uint64(7))
+        columns.numpy(), cols.numpy(), passes.numpy(), sizes.numpy(), sign_in.numpy(), sign_out.numpy(), scale,
+        eps.numpy(), alg.first_write_pass, alg.H.numpy(), alg.kernel_rule, flips.numpy(), run_mean, past_mean, switched,
+        beta, 3.0, forget, 0.1, ColumnRead.of(PERFECT), np.uint64(7))
     torch.testing.assert_close(torch.from_numpy(v_k), v)
     assert (expected_steps != 0).sum() > 5 and expected_steps.abs().max() == 3
     torch.testing.assert_close(torch.from_numpy(steps), expected_steps)
@@ -126,3 +127,27 @@ def test_compiled_auto_scale_equals_the_torch_rule(monkeypatch):
         torch.testing.assert_close(compiled.m_x, reference.m_x, rtol=1e-5, atol=0)
         torch.testing.assert_close(compiled.m_d, reference.m_d, rtol=1e-5, atol=0)
     assert bool((reference.m_x > 0).all())
+
+
+def test_compiled_choppers_equal_the_torch_choppers():
+    """Per-sample chopper signs, the signs at each read and the choppers after the batch, with flips."""
+    n_p, shape, batch = 3, (6, 10), 6
+    alg = build("cttv2", shape, n_p, transfer_every=2, transfer_io=IOConfig(is_perfect=True, max_input_size=4))
+    alg.c_in.copy_(torch.where(torch.rand(alg.c_in.shape, generator=gen(1)) < 0.5, -1.0, 1.0))
+    alg.c_out.copy_(torch.where(torch.rand(alg.c_out.shape, generator=gen(2)) < 0.5, -1.0, 1.0))
+    reads = alg._schedule(batch)  # 3 events x 3 tiles (4 + 3 + 3 columns), sorted by sample
+    assert len(reads) == 9 and reads.n_phases == 1
+    g = gen(3)
+    x, d = torch.randn(n_p, batch, shape[1], generator=g), torch.randn(n_p, batch, shape[0], generator=g)
+    flips_in = torch.rand(n_p, len(reads), generator=g) < 0.5
+    flips_out = torch.rand(n_p, len(reads), shape[0], generator=g) < 0.5
+    c_in, c_out = alg.c_in.clone(), alg.c_out.clone()
+    x_t, sign_in_t = alg._chop_inputs(x, reads, flips_in)
+    d_t, sign_out_t = alg._chop_outputs(d, reads, flips_out)
+    x_k, sign_in_k = transfer_kernel.chop_inputs(x.numpy(), c_in.numpy(), reads.sample.numpy(), reads.col.numpy(),
+                                                 flips_in.numpy())
+    d_k, sign_out_k = transfer_kernel.chop_outputs(d.numpy(), c_out.numpy(), reads.sample.numpy(), flips_out.numpy())
+    for compiled, reference in ((x_k, x_t), (sign_in_k, sign_in_t), (d_k, d_t), (sign_out_k, sign_out_t),
+                                (c_in, alg.c_in), (c_out, alg.c_out)):
+        torch.testing.assert_close(torch.as_tensor(compiled), reference, rtol=0, atol=0)
+    assert bool((x_t != x * alg.c_in.unsqueeze(1)).any())  # flips inside the batch acted

@@ -36,6 +36,7 @@ class AGAD(TransferCompound):
     def __init__(self, algo: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(algo, *args, **kwargs)
         self.period = chopper_period(algo.in_chop_prob)
+        self.first_write_pass = self.period  # writes start after one full chopper period
         self.beta = min(algo.tail_weightening / self.period, 1.0)
         self.p = torch.zeros_like(self.H)  # running mean of the reads (aihwkit running_mean)
         self.p_ref = torch.zeros_like(self.H)  # reference of the current chopper period (past_mean)
@@ -63,6 +64,3 @@ class AGAD(TransferCompound):
 
     def _kernel_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         return self.p.numpy(), self.p_ref.numpy(), self.switched.numpy(), self.beta
-
-    def write_allowed(self, passes: Tensor) -> Tensor:
-        return passes >= self.period

@@ -69,6 +69,7 @@ class TransferCompound(AnalogAlgorithm):
 
     choppers = True  # False: in_chop_prob and out_chop_prob are ignored (TTv2)
     kernel_rule: int  # the buffer rule of accumulate for the compiled transfer (transfer_kernel.RULE_*)
+    first_write_pass = 0  # threshold crossings write to C from this pass over the columns on (AGAD warms up)
 
     def __init__(
         self,
@@ -102,6 +103,8 @@ class TransferCompound(AnalogAlgorithm):
         self.eta_a = torch.zeros(n_p, dtype=dt, device=dev)  # last fast-array learning rate
         # The compiled transfer (CPU): the subclass's accumulate as transfer_kernel.RULE_*.
         self._compiled = self.H.device.type == "cpu" and kernels.enabled()
+        # ... and the whole mini-batch in one call when A and C are on the device kernels too.
+        self._fused = self._compiled and update_cfg.engine != "exact" and self.A.kernel_ready and self.C.kernel_ready
         self._column_read = ColumnRead.of(algo.transfer_io)
         self.last_reads: Reads | None = None  # hooks for traces: the reads of the last update ...
         self.last_values: Tensor | None = None  # ... and their values through the periphery (P, out, R)
@@ -118,10 +121,6 @@ class TransferCompound(AnalogAlgorithm):
         chopper of the column flips after this read.
         """
         raise NotImplementedError
-
-    def write_allowed(self, passes: Tensor) -> Tensor | bool:
-        """Whether a threshold crossing may write to C at a read in pass ``passes`` (AGAD warms up)."""
-        return True
 
     # -- AnalogAlgorithm -------------------------------------------------------------------------
     @property
@@ -149,21 +148,27 @@ class TransferCompound(AnalogAlgorithm):
         reads = self._schedule(x.shape[1])
         flips_in = self.in_chopper_flips(reads.passes) if len(reads) else None
         flips_out = self._out_chopper_flips(reads)
+        if self._fused and len(reads) and reads.n_phases == 1:
+            values = self._update_fused(x, d, lr, reads, flips_in, flips_out)
+        else:
+            values = self._update_steps(x, d, lr, reads, flips_in, flips_out)
+        self.samples += x.shape[1]
+        self.events += reads.events
+        self.last_reads, self.last_values = reads, values
+
+    def _update_steps(self, x: Tensor, d: Tensor, lr: float, reads: Reads, flips_in: Tensor | None,
+                      flips_out: Tensor | None) -> Tensor | None:
+        """The mini-batch step by step (torch; compiled pieces where the arrays allow): returns the reads."""
         x, sign_in = self._chop_inputs(x, reads, flips_in)
         d, sign_out = self._chop_outputs(d, reads, flips_out)
         eta = self._fast_lr(x, d)
         columns = self._update_fast_array(x, d, eta, reads)
-        self.samples += x.shape[1]
-        self.events += reads.events
-        self.last_reads, self.last_values = reads, None
         if not len(reads):
-            return
-        scale = lr * self.cfg.transfer_every / (self.cfg.auto_granularity * self.cfg.buffer_granularity)
+            return None
+        scale = self._transfer_scale(lr)
         if self._compiled and reads.n_phases == 1:
-            self._transfer_compiled(columns, reads, sign_in, sign_out, flips_in, scale)
-            return
+            return self._transfer_compiled(columns, reads, sign_in, sign_out, flips_in, scale)
         v = self._transfer_read(columns)
-        self.last_values = v
         lr_scale = (scale * reads.size.to(v.dtype).view(1, -1) / self.A.eps.view(-1, 1)).unsqueeze(1)  # (P, 1, R)
         sign = sign_in.unsqueeze(1) * sign_out.transpose(1, 2)  # (P, out, R)
         n_phases = reads.n_phases
@@ -177,28 +182,60 @@ class TransferCompound(AnalogAlgorithm):
                     reads.col[idx], reads.passes[idx], v[:, :, idx], sign[:, :, idx], lr_scale[:, :, idx],
                     None if flips_in is None else flips_in[:, idx])
         self._write_slow_array(steps, reads.col, distinct=reads.n_phases == 1)
+        return v
+
+    def _transfer_scale(self, lr: float) -> float:
+        """The buffer increment per unit read and tile size, before dividing by A's granularity."""
+        return lr * self.cfg.transfer_every / (self.cfg.auto_granularity * self.cfg.buffer_granularity)
+
+    def _update_fused(self, x: Tensor, d: Tensor, lr: float, reads: Reads, flips_in: Tensor | None,
+                      flips_out: Tensor | None) -> Tensor:
+        """The whole mini-batch in one compiled call (CPU, A and C on the kernels, distinct reads).
+
+        :func:`.transfer_kernel.fused_update` runs the steps of :meth:`_update_steps` in the same
+        order; on this path their ~100 small tensor and numpy operations per layer and batch
+        cost more than the device updates. Returns the reads.
+        """
+        cfg, up = self.cfg, self.update_cfg
+        if not cfg.auto_scale:
+            self.eta_a = torch.full_like(self.m_x, cfg.fast_lr)
+        run_mean, past_mean, switched, beta = self._kernel_means()
+        kernels.match_torch_threads()
+        v = transfer_kernel.fused_update(
+            x.contiguous().numpy(), d.contiguous().numpy(), self.c_in.numpy(), self.c_out.numpy(),
+            reads.sample.numpy(), reads.col.numpy(), reads.passes.numpy(), reads.size.numpy(),
+            np.zeros((0, 0), dtype=np.bool_) if flips_in is None else np.ascontiguousarray(flips_in.numpy()),
+            np.zeros((0, 0, 0), dtype=np.bool_) if flips_out is None else np.ascontiguousarray(flips_out.numpy()),
+            bool(cfg.auto_scale), self.m_x.numpy(), self.m_d.numpy(), 1.0 - cfg.auto_momentum,
+            (cfg.fast_lr * up.desired_bl * self.A.eps).numpy(), self.eta_a.numpy(), self.A.eps.numpy(),
+            (float(up.desired_bl), float(up.um_grad_scale), bool(up.update_management), bool(up.update_bl_management)),
+            self.A.kernel_state(), (self.A.mult_noise, self.A.has_write_noise), self._transfer_scale(lr),
+            self.first_write_pass, self.H.numpy(),
+            self.kernel_rule, run_mean, past_mean, switched, beta,
+            (float(cfg.transfer_desired_bl), bool(cfg.forget_buffer), float(cfg.momentum)), self._column_read,
+            self.C.kernel_state()[:4], (self.C.mult_noise, self.C.has_write_noise), kernels.draw_seed(self.generator))
+        return torch.from_numpy(v)
 
     def _transfer_compiled(self, columns: Tensor, reads: Reads, sign_in: Tensor, sign_out: Tensor,
-                           flips: Tensor | None, scale: float) -> None:
+                           flips: Tensor | None, scale: float) -> Tensor:
         """Read, buffer and C steps of distinct columns in one compiled pass (CPU; see :mod:`.transfer_kernel`).
 
         The same as :meth:`_transfer_read`, :meth:`_buffer_step` and :meth:`accumulate`, without
-        their thirty-odd small tensor operations.
+        their thirty-odd small tensor operations. Returns the reads.
         """
         cfg = self.cfg
         n_p, n_r = sign_in.shape
-        lr_scale = (scale * reads.size.numpy()).reshape(1, -1) / self.A.eps.numpy().reshape(-1, 1)
-        allowed = np.broadcast_to(np.asarray(self.write_allowed(reads.passes)), (n_r,))
         flips_np = np.zeros((n_p, n_r), dtype=np.bool_) if flips is None else flips.numpy()
         run_mean, past_mean, switched, beta = self._kernel_means()
         v, steps = transfer_kernel.transfer_columns(
-            columns.contiguous().numpy(), reads.col.numpy(), sign_in.contiguous().numpy(),
-            sign_out.contiguous().numpy(), lr_scale.astype(np.float32), np.ascontiguousarray(allowed), self.H.numpy(),
+            columns.contiguous().numpy(), reads.col.numpy(), reads.passes.numpy(), reads.size.numpy(),
+            sign_in.contiguous().numpy(), sign_out.contiguous().numpy(), scale, self.A.eps.numpy(), self.first_write_pass,
+            self.H.numpy(),
             self.kernel_rule, np.ascontiguousarray(flips_np), run_mean, past_mean, switched, beta,
             float(cfg.transfer_desired_bl), bool(cfg.forget_buffer), float(cfg.momentum), self._column_read,
             kernels.draw_seed(self.generator))
-        self.last_values = torch.from_numpy(v)
         self._write_slow_array(torch.from_numpy(steps), reads.col, distinct=True)
+        return torch.from_numpy(v)
 
     def _kernel_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """AGAD's running mean, past mean, switched flags and beta for the compiled transfer (unused: empty)."""
@@ -221,7 +258,7 @@ class TransferCompound(AnalogAlgorithm):
         else:
             h = h - (1.0 - cfg.momentum) * n
         self.H.index_copy_(2, cols, h)
-        return n * self.write_allowed(passes)
+        return n * (passes >= self.first_write_pass)
 
     # -- the steps of one mini-batch -------------------------------------------------------------
     def _schedule(self, batch: int) -> Reads:

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from analog_train.crossbar.io import ColumnRead
+from analog_train.devices import kernels
 from analog_train.devices.kernels import key, normal
 
 # Buffer rules (the subclasses' ``accumulate``): H[:, k] += lr_scale * ...
@@ -26,13 +27,14 @@ RULE_AGAD = 2  # ... c_k c_i (v - p_ref), with AGAD's running and past means
 
 
 @njit(cache=True, error_model="numpy")
-def transfer_columns(columns, cols, sign_in, sign_out, lr_scale, allowed, h, rule, flips, run_mean, past_mean,
-                     switched, beta, blt, forget, momentum, read, seed):
+def transfer_columns(columns, cols, passes, sizes, sign_in, sign_out, scale, eps, first_write_pass, h, rule, flips,
+                     run_mean, past_mean, switched, beta, blt, forget, momentum, read, seed):
     """Reads, buffer increments and C steps of the distinct columns ``cols`` of one mini-batch.
 
-    ``columns (P, out, R)``: A's visible weight of each read column right after its sample.
-    ``sign_in (P, R)`` and ``sign_out (P, R, out)``: chopper signs at each read; ``lr_scale
-    (P, R)``; ``allowed (R,)``: whether a read may write to C. Updates ``h (P, out, in)`` and,
+    ``columns (P, out, R)``: A's visible weight of each read column right after its sample;
+    ``passes`` and ``sizes (R,)``: completed passes and size of the column's tile. ``sign_in (P, R)``
+    and ``sign_out (P, R, out)``: chopper signs at each read. A read adds ``scale size / eps_A``
+    times its rule's value to H, and may write to C from pass ``first_write_pass`` on. Updates ``h (P, out, in)`` and,
     for AGAD, ``run_mean``, ``past_mean (P, out, in)`` and ``switched (P, in)`` in place (``flips
     (P, R)``: the input chopper of the column flips after the read). Returns the reads ``v`` and
     the C steps ``n``, both ``(P, out, R)``, as ``TransferCompound._transfer_read`` and
@@ -44,6 +46,8 @@ def transfer_columns(columns, cols, sign_in, sign_out, lr_scale, allowed, h, rul
     for p in range(n_p):
         for r in range(n_r):
             k = cols[r]
+            lr_scale = scale * sizes[r] / eps[p]
+            allowed = passes[r] >= first_write_pass
             gain = read.level_gain
             if not read.perfect and read.inp_noise_gain > 0.0:  # one input-noise draw per read
                 gain = read.level_gain + read.inp_noise_gain * normal(key(seed, p * n_r + r, 0))
@@ -59,22 +63,22 @@ def transfer_columns(columns, cols, sign_in, sign_out, lr_scale, allowed, h, rul
                     value = min(max(q, -read.l_out), read.l_out) * read.res_out
                 v[p, i, r] = value
                 if rule == RULE_TTV2:
-                    increment = lr_scale[p, r] * value
+                    increment = lr_scale * value
                 elif rule == RULE_CHOPPED:
-                    increment = lr_scale[p, r] * sign_in[p, r] * sign_out[p, r, i] * value
+                    increment = lr_scale * sign_in[p, r] * sign_out[p, r, i] * value
                 else:
                     mean = run_mean[p, i, k]
                     ref = mean if was_switched else past_mean[p, i, k]
                     past_mean[p, i, k] = ref
                     run_mean[p, i, k] = (1.0 - beta) * mean + beta * value
-                    increment = lr_scale[p, r] * sign_in[p, r] * sign_out[p, r, i] * (value - ref)
+                    increment = lr_scale * sign_in[p, r] * sign_out[p, r, i] * (value - ref)
                 hk = h[p, i, k] + increment
                 n = 0.0
                 if abs(hk) >= 1.0:
                     n = min(max(np.trunc(hk), -blt), blt)
                     hk = momentum * hk if forget else hk - (1.0 - momentum) * n
                 h[p, i, k] = hk
-                if allowed[r]:
+                if allowed:
                     steps[p, i, r] = n
             if rule == RULE_AGAD:
                 switched[p, k] = flips[p, r]
@@ -106,15 +110,126 @@ def auto_scale_lr(x, d, m_x, m_d, keep, eta_max):
     return eta
 
 
+@njit(cache=True, error_model="numpy")
+def chop_inputs(x, c_in, sample, col, flips):
+    """``x`` with each sample's input chopper signs, and ``c_in[col[r]]`` at each read, ``(P, R)``.
+
+    As ``TransferCompound._chop_inputs``: column ``col[r]`` flips (``flips[p, r]``, or never if
+    ``flips`` is empty) after the read at sample ``sample[r]`` (sorted), i.e. from the next
+    sample on. ``c_in`` ends the batch flipped in place.
+    """
+    n_p, n_b, n_in = x.shape
+    n_r = sample.shape[0]
+    out = np.empty_like(x)
+    sign = np.empty((n_p, n_r), dtype=x.dtype)
+    for p in range(n_p):
+        r0 = 0
+        for b in range(n_b):
+            for j in range(n_in):
+                out[p, b, j] = x[p, b, j] * c_in[p, j]
+            r1 = r0
+            while r1 < n_r and sample[r1] == b:
+                sign[p, r1] = c_in[p, col[r1]]
+                r1 += 1
+            if flips.shape[0] > 0:
+                for r in range(r0, r1):
+                    if flips[p, r]:
+                        c_in[p, col[r]] = -c_in[p, col[r]]
+            r0 = r1
+    return out, sign
+
+
+@njit(cache=True, error_model="numpy")
+def chop_outputs(d, c_out, sample, flips):
+    """``d`` with each sample's output chopper signs, and ``c_out`` at each read, ``(P, R, out)``.
+
+    As ``TransferCompound._chop_outputs``: output i flips (``flips[p, r, i]``, or never if
+    ``flips`` is empty) after the read at ``sample[r]``; ``c_out`` ends the batch flipped in place.
+    """
+    n_p, n_b, n_out = d.shape
+    n_r = sample.shape[0]
+    out = np.empty_like(d)
+    sign = np.empty((n_p, n_r, n_out), dtype=d.dtype)
+    for p in range(n_p):
+        r0 = 0
+        for b in range(n_b):
+            for i in range(n_out):
+                out[p, b, i] = d[p, b, i] * c_out[p, i]
+            r1 = r0
+            while r1 < n_r and sample[r1] == b:
+                sign[p, r1] = c_out[p]
+                r1 += 1
+            if flips.shape[0] > 0:
+                for r in range(r0, r1):
+                    for i in range(n_out):
+                        if flips[p, r, i]:
+                            c_out[p, i] = -c_out[p, i]
+            r0 = r1
+    return out, sign
+
+
+@njit(cache=True, error_model="numpy")
+def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flips_in, flips_out, auto_scale, m_x, m_d, keep,
+                 eta_max, eta_a, eps, update, a_state, a_flags, scale, first_write_pass, h, rule, run_mean, past_mean,
+                 switched, beta, transfer, read, c_state, c_flags, seed):
+    """One mini-batch of a transfer algorithm on the CPU, start to end, for distinct read columns.
+
+    The steps of ``TransferCompound.update`` in order: choppers (:func:`chop_inputs`,
+    :func:`chop_outputs`), ``eta_A`` (``auto_scale``: :func:`auto_scale_lr` into ``eta_a``; else
+    ``eta_a`` as given), the pulse trains of A (``update``: desired BL, um_grad_scale, update and
+    BL management) and their application with the column reads after each read's sample
+    (``a_state``: flat g, write noise, pulse counts, rows, reference; ``a_flags``: multiplicative
+    noise, write noise), the transfer (:func:`transfer_columns`; ``transfer``: BLT, forget_buffer,
+    momentum) and the C steps. Returns the reads ``v (P, out, R)``.
+    """
+    n_p, n_b = x.shape[0], x.shape[1]
+    n_in = x.shape[2]
+    xc, sign_in = chop_inputs(x, c_in, sample, col, flips_in)
+    dc, sign_out = chop_outputs(d, c_out, sample, flips_out)
+    if auto_scale:
+        eta_a[:] = auto_scale_lr(xc, dc, m_x, m_d, keep, eta_max)
+    eta = np.empty((n_p, n_b), dtype=x.dtype)
+    for p in range(n_p):
+        eta[p, :] = eta_a[p]
+    xpos, xneg, dpos, dneg, t_max = kernels.pulse_masks(xc, dc, eta, eps, update[0], update[1], update[2], update[3],
+                                                        kernels.key(seed, 0, 1))
+    g, w_noise, pulse_count, rows, ref = a_state
+    n_out = dc.shape[2]
+    n_r = col.shape[0]
+    columns = np.empty((n_p, n_out, n_r), dtype=x.dtype)
+    if t_max == 0:  # nothing to pulse: the reads see A as it is
+        for p in range(n_p):
+            for i in range(n_out):
+                for r in range(n_r):
+                    k = (p * n_out + i) * n_in + col[r]
+                    columns[p, i, r] = g[k] - ref[k] + w_noise[k]
+    else:
+        read_slot = np.full(n_in, -1, dtype=np.int64)
+        for r in range(n_r):
+            read_slot[col[r]] = r
+        kernels.apply_trains_in(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot,
+                                kernels.keep_masks((sample + 1) * t_max, xpos.shape[2]), kernels.key(seed, 0, 2),
+                                a_flags[0], a_flags[1], columns)
+    flips = flips_in if flips_in.shape[0] > 0 else np.zeros((n_p, n_r), dtype=np.bool_)
+    v, steps = transfer_columns(columns, col, passes, sizes, sign_in, sign_out, scale, eps, first_write_pass, h, rule,
+                                flips, run_mean, past_mean, switched, beta, transfer[0], transfer[1], transfer[2], read,
+                                kernels.key(seed, 0, 3))
+    cg, cw, cp, crows = c_state
+    kernels.apply_column_steps(cg, cw, cp, crows, col, steps, n_in, kernels.key(seed, 0, 4), c_flags[0], c_flags[1])
+    return v
+
+
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the kernels of this module for float32 state."""
+    """Compile (or load from numba's cache) the step kernels for float32 state (``fused_update`` compiles,
+    or loads, at its first call: its argument types follow the run's arrays)."""
     f32 = np.float32
     columns = np.zeros((1, 1, 1), dtype=f32)
     state = np.zeros((1, 1, 1), dtype=f32)
     read = ColumnRead(False, 1.0, 0.0, 0.0, True, 1.0, 1.0)
     vector = np.ones(1, dtype=f32)
     auto_scale_lr(columns, columns, vector, vector.copy(), 0.5, vector.copy())
-    transfer_columns(columns, np.zeros(1, dtype=np.int64), np.ones((1, 1), dtype=f32), np.ones((1, 1, 1), dtype=f32),
-                     np.ones((1, 1), dtype=f32), np.ones(1, dtype=np.bool_), state, RULE_AGAD,
+    index = np.zeros(1, dtype=np.int64)
+    transfer_columns(columns, index, index, index + 1, np.ones((1, 1), dtype=f32), np.ones((1, 1, 1), dtype=f32), 1.0,
+                     vector, 0, state, RULE_AGAD,
                      np.zeros((1, 1), dtype=np.bool_), state.copy(), state.copy(), np.zeros((1, 1), dtype=np.bool_),
                      0.5, 1.0, True, 0.0, read, np.uint64(0))

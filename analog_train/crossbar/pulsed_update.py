@@ -99,10 +99,6 @@ class PulseMasks:
     def empty(self) -> bool:
         return self.t_max == 0
 
-    def up_to(self, samples: Tensor) -> np.ndarray:
-        """Masks ``(R, words)`` of the slots of samples ``0..samples[r]`` (a read after that sample's pulses)."""
-        return kernels.prefix_masks((samples.numpy() + 1) * self.t_max, self.xpos.shape[2])
-
 
 def pulse_probabilities(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any) -> PulseProbabilities:
     """Pulse-train length and per-slot probabilities of each sample (SPEC 3 steps 1-3).

@@ -197,18 +197,23 @@ class DeviceArray:
         n_p, n_out, n_in = self.shape
         read_slot = np.full(n_in, -1, dtype=np.int64)
         n_reads = 0 if read_cols is None else int(read_cols.numel())
+        read_ends = np.zeros(0, dtype=np.int64)
         if n_reads:
             read_slot[read_cols.numpy()] = np.arange(n_reads)
-            prefix = masks.up_to(read_samples)
-        else:
-            prefix = np.zeros((0, masks.xpos.shape[2]), dtype=np.uint64)
+            read_ends = (read_samples.numpy() + 1) * masks.t_max  # a read follows its sample's slots
         read_out = torch.empty((n_p, n_out, n_reads), dtype=self.dtype)
-        self.g = self.g.contiguous()
-        seed = kernels.draw_seed(generator)
-        kernels.apply_trains(self.g.view(-1).numpy(), self.w_noise.view(-1).numpy(), self.pulse_count.view(-1).numpy(),
-                             self._kernel_rows, self._ref_flat, masks.dpos, masks.dneg, masks.xpos, masks.xneg,
-                             read_slot, prefix, read_out.numpy(), seed, self.mult_noise, self.has_write_noise)
+        g, w_noise, pulse_count, rows, ref = self.kernel_state()
+        kernels.apply_trains(g, w_noise, pulse_count, rows, ref, masks.dpos, masks.dneg, masks.xpos, masks.xneg,
+                             read_slot, read_ends, read_out.numpy(), kernels.draw_seed(generator), self.mult_noise,
+                             self.has_write_noise)
         return read_out
+
+    def kernel_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What the compiled kernels update and read: flat conductance, write noise and pulse counts
+        (numpy views, updated in place), the device rows and the flat reference."""
+        self.g = self.g.contiguous()
+        return (self.g.view(-1).numpy(), self.w_noise.view(-1).numpy(), self.pulse_count.view(-1).numpy(),
+                self._kernel_rows, self._ref_flat)
 
     def _kernel_apply(self, idx: Tensor | None, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
         """Counts applied in place by the compiled kernel: to every device (``idx`` None) or to ``idx``."""

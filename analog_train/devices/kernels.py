@@ -329,17 +329,23 @@ def pulse_masks(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_manage
 
 
 @njit(cache=True)
-def prefix_masks(ends, words):
-    """``(R, words)`` masks with the slots ``0 .. ends[r] - 1`` set."""
-    out = np.zeros((ends.shape[0], words), dtype=np.uint64)
-    for r in range(ends.shape[0]):
+def keep_masks(read_ends, words):
+    """``(1 + 2R, words)`` slot masks for :func:`apply_trains`: all slots, then for each read r the
+    slots before ``read_ends[r]`` (its sample and the earlier ones) and the slots after."""
+    keep = np.empty((1 + 2 * read_ends.shape[0], words), dtype=np.uint64)
+    keep[0] = np.uint64(0xFFFFFFFFFFFFFFFF)
+    for r in range(read_ends.shape[0]):
         for w in range(words):
-            n = ends[r] - 64 * w
+            n = read_ends[r] - 64 * w
             if n >= 64:
-                out[r, w] = np.uint64(0xFFFFFFFFFFFFFFFF)
+                before = np.uint64(0xFFFFFFFFFFFFFFFF)
             elif n > 0:
-                out[r, w] = (np.uint64(1) << np.uint64(n)) - np.uint64(1)
-    return out
+                before = (np.uint64(1) << np.uint64(n)) - np.uint64(1)
+            else:
+                before = np.uint64(0)
+            keep[1 + 2 * r, w] = before
+            keep[2 + 2 * r, w] = ~before
+    return keep
 
 
 @intrinsic
@@ -406,7 +412,7 @@ def _active_columns(xpos, xneg, read_slot):
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract", "arcp", "reassoc"})
-def _apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult, write_noise,
+def apply_trains_in(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult, write_noise,
                   read_out):
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
     cols, n_cols = _active_columns(xpos, xneg, read_slot)
@@ -415,33 +421,29 @@ def _apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, re
                    read_slot, keep, seed, mult, write_noise, read_out)
 
 
-def apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, prefix, read_out, seed, mult,
+def apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, read_ends, read_out, seed, mult,
                  write_noise) -> None:
     """Coincidence counts of every device from the masks, applied in place; column reads into ``read_out``.
 
     ``dpos/dneg (P, out, W)`` and ``xpos/xneg (P, in, W)``: pulse-train masks of d and x. A device
     gets one up pulse per slot where its row's d bit and its column's x bit have opposite signs and
     one down pulse where they agree. ``read_slot (in,)`` is -1, or the read index r of a column read
-    in this batch: such a column gets the pulses of the slots in ``prefix[r]`` (the read sample and
-    the ones before it), is read into ``read_out[:, :, r]`` as visible weight, then gets the rest.
-    The rows are spread over as many threads as torch uses.
+    in this batch: such a column gets the pulses of the slots before ``read_ends[r]`` (the read
+    sample's and the earlier ones), is read into ``read_out[:, :, r]`` as visible weight, then gets
+    the rest. The rows are spread over as many threads as torch uses.
     """
-    keep = np.empty((1 + 2 * prefix.shape[0], prefix.shape[1]), dtype=np.uint64)
-    keep[0] = np.uint64(0xFFFFFFFFFFFFFFFF)
-    keep[1::2] = prefix
-    keep[2::2] = ~prefix
-    _match_torch_threads()
-    _apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult, write_noise,
-                  read_out)
+    match_torch_threads()
+    apply_trains_in(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot,
+                    keep_masks(read_ends, xpos.shape[2]), seed, mult, write_noise, read_out)
 
 
 def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise) -> None:
     """Apply counts ``n_up, n_dn`` (flat, one per device) to every device (in place), on torch's threads."""
-    _match_torch_threads()
+    match_torch_threads()
     _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise)
 
 
-def _match_torch_threads() -> None:
+def match_torch_threads() -> None:
     """Run the parallel kernels on as many threads as torch (``threads=1`` in a parallel sweep means 1)."""
     threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
     if numba.get_num_threads() != threads:
@@ -460,8 +462,8 @@ def warm_up() -> None:
     xpos, xneg, _, _, _ = pulse_masks(x, x, np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32),
                                       1.0, 1.0, True, True, seed)
     train_scales(x, x, np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32), 1.0, 1.0, True, True)
-    apply_trains(g, zeros, zeros, rows, zeros, xpos, xneg, xpos, xneg, np.array([0, -1]),
-                 prefix_masks(np.array([1]), 1), np.zeros((1, 2, 1), dtype=np.float32), seed, False, False)
+    apply_trains(g, zeros, zeros, rows, zeros, xpos, xneg, xpos, xneg, np.array([0, -1]), np.array([1]),
+                 np.zeros((1, 2, 1), dtype=np.float32), seed, False, False)
 
 
 def enabled() -> bool:

@@ -22,17 +22,18 @@ class _AnalogMVM(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, analog_ctx: Tensor, layer: "AnalogLinear") -> Tensor:
         ctx.layer = layer
-        ctx.save_for_backward(x)
-        return analog_mvm(layer.algorithm.weight, x, layer.io, layer.generator, bound_management=True)
+        weight = layer.algorithm.weight  # computed from the conductances: once per step, kept for backward
+        ctx.save_for_backward(x, weight)
+        return analog_mvm(weight, x, layer.io, layer.generator, bound_management=True)
 
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, Tensor, None]:
         layer: AnalogLinear = ctx.layer
-        (x,) = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         layer.keep(x, grad_y)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            w_t = layer.algorithm.weight.transpose(-1, -2)
+            w_t = weight.transpose(-1, -2)
             grad_x = analog_mvm(w_t, grad_y, layer.io, layer.generator, bound_management=False)
         return grad_x, grad_y.new_zeros(()), None
 
