@@ -117,18 +117,38 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+class _StopRequest:
+    """SIGTERM and SIGINT handler: note the signal; the loop stops at the next batch boundary.
+
+    Raising from the handler would interrupt whatever runs at that moment, e.g. a Python callback
+    inside a compiled kernel, which then surfaces as a ``SystemError`` instead of an interrupt. A
+    second signal interrupts at once.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"signal {signum}")
+        self.signum = signum
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"signal {self.signum}")
 
 
 def train(cfg: DictConfig, out_dir: Path) -> RunResult:
     """Train as configured; always leaves ``metrics.csv`` and ``summary.json`` in ``out_dir``.
 
-    SIGTERM (a scheduler or ``kill``) is handled like Ctrl-C: the run ends as ``interrupted``.
+    SIGTERM (a scheduler or ``kill``) and Ctrl-C stop the run after the current mini-batch (a second
+    one at once): the run ends as ``interrupted`` with its completed epochs on disk.
     """
     started = time.time()
+    stop = _StopRequest()
+    previous_handlers: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        previous_handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     out_dir = Path(out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -174,6 +194,7 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
                 loss_sum += loss_value / p
                 n_batches += 1
                 samples_seen += len(idx)
+                stop.check()
                 if cfg.train.max_train_seconds and train_seconds + time.time() - t0 > cfg.train.max_train_seconds:
                     break
             epoch_train_seconds = time.time() - t0
@@ -191,6 +212,7 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
             ]
             writer.write(rows)
             history.extend(rows)
+            stop.check()
             scheduler.step()
             if any(not math.isfinite(v) for v in result.loss):
                 status, reason = "diverged", f"non-finite test loss in epoch {epoch}"
@@ -200,6 +222,8 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
     except KeyboardInterrupt:
         status, reason = "interrupted", f"interrupted during epoch {epoch}"
     finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         writer.close()
         summary = {
             "status": status,
