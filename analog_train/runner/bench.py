@@ -1,11 +1,12 @@
 """``analog-train bench``: seconds per 60k training samples of the FC network, per algorithm, in one process.
 
-All algorithms run back to back on the same data in the same process, so the ratios to ``fp``
-are meaningful on a shared, noisy machine where absolute seconds drift. ``fp`` is timed first and
-again last, and the mean of the two is the denominator, so that a drift of the machine's speed
-during the run cancels to first order. Each case first trains on ``WARMUP_SAMPLES`` samples
-untimed, and every compiled kernel is loaded before the first case, so that one-time costs do not
-count against a per-sample rate.
+All algorithms run back to back on the same data in the same process, and the reference (``fp``)
+is timed again between every two cases: each case's ratio divides its time by the mean of the
+reference timings just before and just after it. On a shared, noisy machine the speed drifts by
+tens of percent within a minute; a neighbouring reference cancels that drift to first order,
+where one reference timing at the start and one at the end did not. Each run first trains on
+``WARMUP_SAMPLES`` samples untimed, and every compiled kernel is loaded before the first case,
+so that one-time costs do not count against a per-sample rate.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 
 from analog_train.algorithms import transfer_kernel
 from analog_train.config import compose_config, validate
+from analog_train.crossbar import mvm_kernel
 from analog_train.devices import kernels
 from analog_train.runner.train import train
 
@@ -52,25 +54,35 @@ def bench_config(overrides: list[str], samples: int, batch_size: int, threads: O
 
 def run_benchmark(samples: int = 6000, batch_size: int = 10, exact: bool = True, threads: Optional[int] = None,
                   data_root: Optional[str] = None, cases: Optional[list[tuple[str, list[str]]]] = None) -> dict[str, float]:
-    """Time each case; print s/60k samples as they finish, then the ratios to fp; return the seconds.
+    """Time each case; print s/60k samples as they finish, then the ratios to the reference; return the seconds.
 
-    The first case is the reference; it is timed again at the end (``"<label> (again)"``).
+    The first case is the reference; it runs before, between and after the others, and its
+    timings are returned as ``"<label>"``, ``"<label> (2)"``, ``"<label> (3)"``, ...
     """
     cases = cases or [c for c in CASES if exact or "exact" not in c[0]]
-    reference = cases[0]
+    (ref_label, ref_overrides), others = cases[0], cases[1:]
     seconds: dict[str, float] = {}
+    ratios: dict[str, float] = {}
     print(f"FC 784-256-128-10 on {samples} MNIST samples, batch {batch_size}, torch threads {torch.get_num_threads() if not threads else threads}")
     kernels.warm_up()
     transfer_kernel.warm_up()
+    mvm_kernel.warm_up()
     with tempfile.TemporaryDirectory() as tmp:
-        for label, overrides in [*cases, (f"{reference[0]} (again)", reference[1])]:
+        def timed(label: str, overrides: list[str]) -> float:
             name = label.replace(" ", "_").replace("(", "").replace(")", "")
             train(bench_config(overrides, WARMUP_SAMPLES, batch_size, threads, data_root), Path(tmp) / f"{name}_warmup")
             result = train(bench_config(overrides, samples, batch_size, threads, data_root), Path(tmp) / name)
             seconds[label] = result.summary["seconds_per_60k_samples"]
             print(f"  {label:<14} {seconds[label]:9.1f} s / 60k samples", flush=True)
-    base = 0.5 * (seconds[reference[0]] + seconds[f"{reference[0]} (again)"])
-    print(f"ratios to {reference[0]} (mean of its two timings, {base:.1f} s / 60k samples):")
-    for label, _ in cases[1:]:
-        print(f"  {label:<14} {seconds[label] / base:6.2f} x {reference[0]}")
+            return seconds[label]
+
+        before = timed(ref_label, ref_overrides)
+        for k, (label, overrides) in enumerate(others, start=2):
+            own = timed(label, overrides)
+            after = timed(f"{ref_label} ({k})", ref_overrides)
+            ratios[label] = own / (0.5 * (before + after))
+            before = after
+    print(f"ratios to {ref_label} (each to the mean of the {ref_label} timings just before and after it):")
+    for label, _ in others:
+        print(f"  {label:<14} {ratios[label]:6.2f} x {ref_label}")
     return seconds
