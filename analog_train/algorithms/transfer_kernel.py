@@ -1,11 +1,15 @@
-"""Compiled CPU version of the transfer of TTv2, c-TTv2 and AGAD: read, buffer, threshold (numba).
+"""Compiled CPU version of a TTv2 / c-TTv2 / AGAD mini-batch (numba).
 
-After A's update, :meth:`TransferCompound.update` reads the batch's columns of A through the
-transfer periphery, turns them into buffer increments with the algorithm's rule, and thresholds H
-into C steps. In torch that is some thirty tensor operations per layer and mini-batch on
-``(P, out, R)`` blocks of a few thousand numbers, so dispatch, not arithmetic, is its cost on the
-CPU. :func:`transfer_columns` does the same in one pass, in the same order, for the common case
-of distinct read columns; the torch implementation stays the reference (and the GPU path).
+:meth:`TransferCompound.update` chops x and d, sets A's learning rate, pulses A, reads the
+batch's columns of A through the transfer periphery, turns the reads into buffer increments with
+the algorithm's rule, thresholds H and writes C. In torch that is about a hundred tensor and
+numpy operations per layer and mini-batch on blocks of a few thousand numbers, so on the CPU
+their dispatch, not their arithmetic, was the cost. Here each step is a kernel that computes the
+same thing in the same order (:func:`chop_inputs`, :func:`chop_outputs`, :func:`auto_scale_lr`,
+:func:`transfer_columns`), and :func:`fused_update` runs them all, with the device kernels of
+:mod:`analog_train.devices.kernels`, as one call. The torch implementation stays the reference
+(and the path for GPUs, for devices without compiled kernels and for repeated column reads);
+``tests/test_transfer_kernel.py`` holds the two equal.
 
 The read (:class:`~analog_train.crossbar.io.ColumnRead`) draws its noise from the kernels'
 counter-based generator instead of the run's ``torch.Generator``, as the pulse trains do.
