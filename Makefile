@@ -29,7 +29,7 @@ test: install  ## the default test suite (under 10 minutes on 2 cores)
 test-slow: install  ## the slow tier (long training runs)
 	$(BIN)/pytest -q -m slow
 
-figures: install  ## paper Figs. 2, 3, 4, 6 and Table 1 (PNG, PDF, CSV) into figures/ (~15 min; PAPER=1: paper scale)
+figures: install  ## paper Figs. 2, 3, 4, 6 and Table 1 (PNG, PDF, CSV) into figures/ (~3 min; PAPER=1: paper scale)
 	$(BIN)/analog-train figures --out figures $(if $(PAPER),--paper-scale)
 
 bench: install  ## s per 60k MNIST samples of fp, sgd (fast, exact), ttv2, cttv2, agad; ratios to fp

@@ -5,7 +5,7 @@ experiment runs themselves (summary.json and the raw CSV) stay in ``<out>/runs/<
 Experiments are composed from the same Hydra configs as ``analog-train experiment=<id>``, so a
 figure here and a run there use identical settings. Scales:
 
-* reduced (default): the experiment YAMLs as they are, about 15 minutes on 2 CPU cores in all;
+* reduced (default): the experiment YAMLs as they are, a few minutes on 2 CPU cores in all;
 * ``paper_scale``: ``experiment.scale=paper`` (each YAML's ``paper:`` block, e.g. more samples);
 * ``smoke``: a few hundred samples on a tiny grid, seconds, for tests (numbers are meaningless).
 """
