@@ -131,9 +131,9 @@ def compiled_read(columns: torch.Tensor, io: IOConfig) -> torch.Tensor:
     index = np.arange(n_r)
     v, _ = transfer_columns(
         columns.numpy(), index, index, index + 1, np.ones((n_p, n_r), dtype=f32), np.ones((n_p, n_r, n_out), dtype=f32),
-        0.0, np.ones(n_p, dtype=f32), n_r, np.zeros((n_p, n_out, n_r), dtype=f32), RULE_TTV2,
-        np.zeros((n_p, n_r), dtype=np.bool_), none, none, np.zeros((0, 0), dtype=np.bool_), 0.0, 1.0, True, 0.0,
-        ColumnRead.of(io), np.uint64(11))
+        np.zeros((n_p, n_r), dtype=np.bool_), 0.0, np.ones(n_p, dtype=f32), n_r, np.zeros((n_p, n_out, n_r), dtype=f32),
+        RULE_TTV2, none, none, np.zeros((0, 0), dtype=np.bool_), 0.0, 1.0, True, 0.0, ColumnRead.of(io),
+        np.uint64(11))
     return torch.from_numpy(v)
 
 

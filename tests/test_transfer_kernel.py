@@ -71,9 +71,9 @@ def test_compiled_transfer_equals_the_torch_buffer_step(name, forget):
 
     run_mean, past_mean, switched, beta = alg._kernel_means()
     v_k, steps = transfer_kernel.transfer_columns(
-        columns.numpy(), cols.numpy(), passes.numpy(), sizes.numpy(), sign_in.numpy(), sign_out.numpy(), scale,
-        eps.numpy(), alg.first_write_pass, alg.H.numpy(), alg.kernel_rule, flips.numpy(), run_mean, past_mean, switched,
-        beta, 3.0, forget, 0.1, ColumnRead.of(PERFECT), np.uint64(7))
+        columns.numpy(), cols.numpy(), passes.numpy(), sizes.numpy(), sign_in.numpy(), sign_out.numpy(), flips.numpy(),
+        scale, eps.numpy(), alg.first_write_pass, alg.H.numpy(), alg.kernel_rule, run_mean, past_mean, switched, beta,
+        3.0, forget, 0.1, ColumnRead.of(PERFECT), np.uint64(7))
     torch.testing.assert_close(torch.from_numpy(v_k), v)
     assert (expected_steps != 0).sum() > 5 and expected_steps.abs().max() == 3
     torch.testing.assert_close(torch.from_numpy(steps), expected_steps)

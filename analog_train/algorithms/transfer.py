@@ -199,7 +199,6 @@ class TransferCompound(AnalogAlgorithm):
         cfg, up = self.cfg, self.update_cfg
         if not cfg.auto_scale:
             self.eta_a = torch.full_like(self.m_x, cfg.fast_lr)
-        run_mean, past_mean, switched, beta = self._kernel_means()
         kernels.match_torch_threads()
         v = transfer_kernel.fused_update(
             x.contiguous().numpy(), d.contiguous().numpy(), self.c_in.numpy(), self.c_out.numpy(),
@@ -210,10 +209,8 @@ class TransferCompound(AnalogAlgorithm):
             (cfg.fast_lr * up.desired_bl * self.A.eps).numpy(), self.eta_a.numpy(), self.A.eps.numpy(),
             (float(up.desired_bl), float(up.um_grad_scale), bool(up.update_management), bool(up.update_bl_management)),
             self.A.kernel_state(), (self.A.mult_noise, self.A.has_write_noise), self._transfer_scale(lr),
-            self.first_write_pass, self.H.numpy(),
-            self.kernel_rule, run_mean, past_mean, switched, beta,
-            (float(cfg.transfer_desired_bl), bool(cfg.forget_buffer), float(cfg.momentum)), self._column_read,
-            self.C.kernel_state()[:4], (self.C.mult_noise, self.C.has_write_noise), kernels.draw_seed(self.generator))
+            *self._transfer_state(), self.C.kernel_state()[:4], (self.C.mult_noise, self.C.has_write_noise),
+            kernels.draw_seed(self.generator))
         return torch.from_numpy(v)
 
     def _transfer_compiled(self, columns: Tensor, reads: Reads, sign_in: Tensor, sign_out: Tensor,
@@ -223,19 +220,21 @@ class TransferCompound(AnalogAlgorithm):
         The same as :meth:`_transfer_read`, :meth:`_buffer_step` and :meth:`accumulate`, without
         their thirty-odd small tensor operations. Returns the reads.
         """
-        cfg = self.cfg
         n_p, n_r = sign_in.shape
-        flips_np = np.zeros((n_p, n_r), dtype=np.bool_) if flips is None else flips.numpy()
-        run_mean, past_mean, switched, beta = self._kernel_means()
+        flips_np = np.zeros((n_p, n_r), dtype=np.bool_) if flips is None else np.ascontiguousarray(flips.numpy())
         v, steps = transfer_kernel.transfer_columns(
             columns.contiguous().numpy(), reads.col.numpy(), reads.passes.numpy(), reads.size.numpy(),
-            sign_in.contiguous().numpy(), sign_out.contiguous().numpy(), scale, self.A.eps.numpy(), self.first_write_pass,
-            self.H.numpy(),
-            self.kernel_rule, np.ascontiguousarray(flips_np), run_mean, past_mean, switched, beta,
-            float(cfg.transfer_desired_bl), bool(cfg.forget_buffer), float(cfg.momentum), self._column_read,
-            kernels.draw_seed(self.generator))
+            sign_in.contiguous().numpy(), sign_out.contiguous().numpy(), flips_np, scale, self.A.eps.numpy(),
+            *self._transfer_state(), kernels.draw_seed(self.generator))
         self._write_slow_array(torch.from_numpy(steps), reads.col, distinct=True)
         return torch.from_numpy(v)
+
+    def _transfer_state(self) -> tuple[Any, ...]:
+        """What both compiled transfer kernels take from ``first_write_pass`` to ``read``: rule, buffer,
+        AGAD's means, the threshold settings and the read's periphery."""
+        cfg = self.cfg
+        return (self.first_write_pass, self.H.numpy(), self.kernel_rule, *self._kernel_means(),
+                float(cfg.transfer_desired_bl), bool(cfg.forget_buffer), float(cfg.momentum), self._column_read)
 
     def _kernel_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """AGAD's running mean, past mean, switched flags and beta for the compiled transfer (unused: empty)."""

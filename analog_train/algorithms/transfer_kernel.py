@@ -31,7 +31,7 @@ RULE_AGAD = 2  # ... c_k c_i (v - p_ref), with AGAD's running and past means
 
 
 @njit(cache=True, error_model="numpy")
-def transfer_columns(columns, cols, passes, sizes, sign_in, sign_out, scale, eps, first_write_pass, h, rule, flips,
+def transfer_columns(columns, cols, passes, sizes, sign_in, sign_out, flips, scale, eps, first_write_pass, h, rule,
                      run_mean, past_mean, switched, beta, blt, forget, momentum, read, seed):
     """Reads, buffer increments and C steps of the distinct columns ``cols`` of one mini-batch.
 
@@ -175,7 +175,7 @@ def chop_outputs(d, c_out, sample, flips):
 @njit(cache=True, error_model="numpy")
 def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flips_in, flips_out, auto_scale, m_x, m_d, keep,
                  eta_max, eta_a, eps, update, a_state, a_flags, scale, first_write_pass, h, rule, run_mean, past_mean,
-                 switched, beta, transfer, read, c_state, c_flags, seed):
+                 switched, beta, blt, forget, momentum, read, c_state, c_flags, seed):
     """One mini-batch of a transfer algorithm on the CPU, start to end, for distinct read columns.
 
     The steps of ``TransferCompound.update`` in order: choppers (:func:`chop_inputs`,
@@ -183,8 +183,8 @@ def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flips_in, flips_
     ``eta_a`` as given), the pulse trains of A (``update``: desired BL, um_grad_scale, update and
     BL management) and their application with the column reads after each read's sample
     (``a_state``: flat g, write noise, pulse counts, rows, reference; ``a_flags``: multiplicative
-    noise, write noise), the transfer (:func:`transfer_columns`; ``transfer``: BLT, forget_buffer,
-    momentum) and the C steps. Returns the reads ``v (P, out, R)``.
+    noise, write noise), the transfer (:func:`transfer_columns`, from ``first_write_pass`` to ``read``
+    the same arguments) and the C steps. Returns the reads ``v (P, out, R)``.
     """
     n_p, n_b = x.shape[0], x.shape[1]
     n_in = x.shape[2]
@@ -215,8 +215,8 @@ def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flips_in, flips_
                                 kernels.keep_masks((sample + 1) * t_max, xpos.shape[2]), kernels.key(seed, 0, 2),
                                 a_flags[0], a_flags[1], columns)
     flips = flips_in if flips_in.shape[0] > 0 else np.zeros((n_p, n_r), dtype=np.bool_)
-    v, steps = transfer_columns(columns, col, passes, sizes, sign_in, sign_out, scale, eps, first_write_pass, h, rule,
-                                flips, run_mean, past_mean, switched, beta, transfer[0], transfer[1], transfer[2], read,
+    v, steps = transfer_columns(columns, col, passes, sizes, sign_in, sign_out, flips, scale, eps, first_write_pass, h,
+                                rule, run_mean, past_mean, switched, beta, blt, forget, momentum, read,
                                 kernels.key(seed, 0, 3))
     cg, cw, cp, crows = c_state
     kernels.apply_column_steps(cg, cw, cp, crows, col, steps, n_in, kernels.key(seed, 0, 4), c_flags[0], c_flags[1])
@@ -233,7 +233,6 @@ def warm_up() -> None:
     vector = np.ones(1, dtype=f32)
     auto_scale_lr(columns, columns, vector, vector.copy(), 0.5, vector.copy())
     index = np.zeros(1, dtype=np.int64)
-    transfer_columns(columns, index, index, index + 1, np.ones((1, 1), dtype=f32), np.ones((1, 1, 1), dtype=f32), 1.0,
-                     vector, 0, state, RULE_AGAD,
-                     np.zeros((1, 1), dtype=np.bool_), state.copy(), state.copy(), np.zeros((1, 1), dtype=np.bool_),
-                     0.5, 1.0, True, 0.0, read, np.uint64(0))
+    transfer_columns(columns, index, index, index + 1, np.ones((1, 1), dtype=f32), np.ones((1, 1, 1), dtype=f32),
+                     np.zeros((1, 1), dtype=np.bool_), 1.0, vector, 0, state, RULE_AGAD, state.copy(), state.copy(),
+                     np.zeros((1, 1), dtype=np.bool_), 0.5, 1.0, True, 0.0, read, np.uint64(0))

@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from analog_train.devices.kernels import key, normal
+from analog_train.devices.kernels import FASTMATH, key, normal
 
 _TINY = float(np.finfo(np.float32).tiny)
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract", "arcp", "reassoc"})
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
 def read(weight, x, transposed, tiles, periphery, seed):
     """``y (P, B, out)`` of ``y = W x`` through the periphery, and whether any ADC output clipped.
 

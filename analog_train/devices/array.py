@@ -175,11 +175,9 @@ class DeviceArray:
 
         Compiled kernels only (:attr:`kernel_ready`): the transfer's C writes without gathering.
         """
-        self.g = self.g.contiguous()
-        kernels.apply_column_steps(self.g.view(-1).numpy(), self.w_noise.view(-1).numpy(),
-                                   self.pulse_count.view(-1).numpy(), self._kernel_rows, cols.numpy(),
-                                   steps.contiguous().numpy(), self.shape[2], kernels.draw_seed(generator),
-                                   self.mult_noise, self.has_write_noise)
+        g, w_noise, pulse_count, rows, _ = self.kernel_state()
+        kernels.apply_column_steps(g, w_noise, pulse_count, rows, cols.numpy(), steps.contiguous().numpy(), self.shape[2],
+                                   kernels.draw_seed(generator), self.mult_noise, self.has_write_noise)
 
     @property
     def kernel_ready(self) -> bool:
@@ -217,10 +215,8 @@ class DeviceArray:
 
     def _kernel_apply(self, idx: Tensor | None, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
         """Counts applied in place by the compiled kernel: to every device (``idx`` None) or to ``idx``."""
-        self.g = self.g.contiguous()
         seed = kernels.draw_seed(generator)
-        state = (self.g.view(-1).numpy(), self.w_noise.view(-1).numpy(), self.pulse_count.view(-1).numpy(),
-                 self._kernel_rows)
+        state = self.kernel_state()[:4]
         counts = tuple(n.reshape(-1).to(self.dtype).contiguous().numpy() for n in (n_up, n_dn))
         if idx is None:
             kernels.apply_dense(*state, *counts, seed, self.mult_noise, self.has_write_noise)

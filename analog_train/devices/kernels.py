@@ -38,7 +38,11 @@ SHORT_TRAIN = 8.0  # up to this many pulses, q^n and sum q^j by multiplication
 # Small helpers are inlined at numba's level (``inline="always"``): a call that passes arrays costs
 # more than the arithmetic of a device. The per-device update has one call site per kernel (and the
 # rare near-bound path is a plain call), which keeps the compile time down.
-_inline = njit(inline="always", error_model="numpy", fastmath={"contract", "arcp", "reassoc"})
+# Floating-point licences of every kernel: fused multiply-adds, reciprocals and reordered sums (no
+# assumptions about NaN or infinity). The same flags everywhere, so that a device update gives the
+# same numbers whichever kernel applies it.
+FASTMATH = {"contract", "arcp", "reassoc"}
+_inline = njit(inline="always", error_model="numpy", fastmath=FASTMATH)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -121,7 +125,7 @@ def _additive_variance(c2c, a, qm1):
     return (c2c * a) * (c2c * a) / (2.0 + qm1)
 
 
-@njit(error_model="numpy")
+@njit(error_model="numpy", fastmath=FASTMATH)
 def _phases_near_bound(g, rows, i, n1, nd, n3, mult, seed, stream):
     """Half the ups, the downs, the other ups one phase at a time, each with its own noise and clip.
 
@@ -196,7 +200,7 @@ def _apply_at(i, nu, nd, g, w_noise, pulse_count, rows, seed, mult, write_noise,
         w_noise[i] = rows[i, 7] * normal(key(seed, i, stream + 1))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def apply_listed(g, w_noise, pulse_count, rows, index, n_up, n_dn, seed, mult, write_noise):
     """Apply counts ``n_up[k], n_dn[k]`` to the devices ``index[k]`` of the flat arrays (in place)."""
     for k in range(index.shape[0]):
@@ -205,7 +209,7 @@ def apply_listed(g, w_noise, pulse_count, rows, index, n_up, n_dn, seed, mult, w
             _apply_at(index[k], nu, nd, g, w_noise, pulse_count, rows, seed, mult, write_noise, 0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def apply_column_steps(g, w_noise, pulse_count, rows, cols, steps, n_in, seed, mult, write_noise):
     """``|steps[p, i, r]|`` pulses, up where positive, on device ``(p, i, cols[r])`` of the flat arrays (in place).
 
@@ -222,7 +226,7 @@ def apply_column_steps(g, w_noise, pulse_count, rows, cols, steps, n_in, seed, m
                               write_noise, 0)
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract", "arcp", "reassoc"})
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
 def _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise):
     for i in prange(g.shape[0]):
         nu, nd = float(n_up[i]), float(n_dn[i])
@@ -411,9 +415,10 @@ def _active_columns(xpos, xneg, read_slot):
     return cols, n_cols
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract", "arcp", "reassoc"})
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
 def apply_trains_in(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult, write_noise,
-                  read_out):
+                    read_out):
+    """The kernel of :func:`apply_trains`, callable from other kernels: ``keep`` from :func:`keep_masks`."""
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
     cols, n_cols = _active_columns(xpos, xneg, read_slot)
     for row in prange(n_p * n_out):
