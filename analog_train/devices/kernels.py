@@ -33,7 +33,8 @@ from numba.extending import intrinsic
 # is about half the cost of an update in the first layer of the FC network.)
 ROW_KEYS: tuple[str, ...] = ("a_up", "a_dn", "bmin", "bmax", "c2c", "s_up", "s_dn", "write_noise")
 NEAR_BOUND_SD = 4.0
-SHORT_TRAIN = 8.0  # up to this many pulses, q^n and sum q^j by multiplication
+ROW_CHUNKS = 16  # rows go to the threads in up to this many chunks, each with its own scratch
+BINARY_TRAIN = 64.0  # below this many pulses, q^n and sum q^j by binary powers (6 bits)
 
 # Small helpers are inlined at numba's level (``inline="always"``): a call that passes arrays costs
 # more than the arithmetic of a device. The per-device update has one call site per kernel (and the
@@ -84,14 +85,25 @@ _P_LOW = 0.02425
 
 
 @_inline
-def normal(bits):
-    """One standard normal for the 64 random ``bits`` of :func:`key`: the quantile of a uniform in (0, 1)."""
-    u = ((_hash(bits) >> _S11) + 0.5) * _TO_UNIT
+def _uniform(bits):
+    """A uniform in (0, 1) from the 64 random ``bits`` of :func:`key` (53 of them, after one more mix)."""
+    return ((_hash(bits) >> _S11) + 0.5) * _TO_UNIT
+
+
+@_inline
+def _central_quantile(u):
+    """The normal quantile of ``u`` in the central region ``[P_LOW, 1 - P_LOW]`` (a rational function)."""
+    q = u - 0.5
+    r = q * q
+    num = (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q
+    return num / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
+
+
+@_inline
+def _quantile(u):
+    """Acklam's standard normal quantile of ``u`` in (0, 1)."""
     if _P_LOW <= u <= 1.0 - _P_LOW:
-        q = u - 0.5
-        r = q * q
-        num = (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q
-        return num / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
+        return _central_quantile(u)
     t = math.sqrt(-2.0 * math.log(min(u, 1.0 - u)))
     x = (((((_C[0] * t + _C[1]) * t + _C[2]) * t + _C[3]) * t + _C[4]) * t + _C[5]) / \
         ((((_D[0] * t + _D[1]) * t + _D[2]) * t + _D[3]) * t + 1.0)
@@ -99,20 +111,41 @@ def normal(bits):
 
 
 @_inline
-def _geometric(n, qm1):
-    """``(q^n, sum_{j<n} q^j)`` for ``q = 1 + qm1``.
+def normal(bits):
+    """One standard normal for the 64 random ``bits`` of :func:`key`: the quantile of a uniform in (0, 1)."""
+    return _quantile(_uniform(bits))
 
-    By multiplication for the few pulses most devices get (exact, and cheaper than a
-    transcendental function), else with one ``expm1``.
+
+@_inline
+def _binary_geometric(n, qm1):
+    """``(q^n, sum_{j<n} q^j)`` for ``q = 1 + qm1`` and a whole number ``0 <= n < BINARY_TRAIN``, without a branch.
+
+    From the bits of n (in floating point, as vector units have no 64-bit integer conversions):
+    ``(q^(2^k), T_(2^k))`` by squaring, combined as ``T_(a+b) = T_a + q^a T_b``; a fixed loop of
+    arithmetic, so that a loop over devices vectorises (see :func:`_lanes`).
     """
-    if n <= SHORT_TRAIN:
-        power = 1.0
-        total = 0.0
-        q = 1.0 + qm1
-        for _ in range(int(n)):
-            total += power
-            power *= q
-        return power, total
+    power = 1.0
+    total = 0.0
+    qk = 1.0 + qm1
+    tk = 1.0
+    rest = n
+    for _ in range(6):
+        half = np.floor(0.5 * rest)
+        bit = rest - 2.0 * half
+        rest = half
+        total = total + power * (bit * tk)
+        power = power * (bit * qk + (1.0 - bit))
+        tk = tk * (1.0 + qk)
+        qk = qk * qk
+    return power, total
+
+
+@_inline
+def _geometric(n, qm1):
+    """``(q^n, sum_{j<n} q^j)`` for ``q = 1 + qm1``: by binary powers for the short trains most devices
+    get (exact, and cheaper than a transcendental function), else with one ``expm1``."""
+    if n < BINARY_TRAIN:
+        return _binary_geometric(n, qm1)
     if qm1 == 0.0:  # a constant step
         return 1.0, n
     e = math.expm1(n * math.log1p(qm1))
@@ -152,19 +185,12 @@ def _phases_near_bound(g, rows, i, n1, nd, n3, mult, seed, stream):
 
 
 @_inline
-def _apply_one(g, rows, i, nu, nd, mult, seed, stream):
-    """New conductance of device ``i`` (parameters ``rows[i]``) after ``nu`` up and ``nd`` down pulses.
+def _composite(g, a_up, a_dn, s_up, s_dn, c2c, n1, nd, n3, odd, q1, t1, qd, td, mult):
+    """Trajectory ``g1, g2, g3`` and noise sd of the three phases (see :meth:`AffineFamily.counts`).
 
-    The composite affine map of the three phases and one Gaussian of their summed variance (see
-    :meth:`AffineFamily.counts`), or phase by phase near a bound.
+    ``n1`` ups (``q1, t1`` their geometric factors), ``nd`` downs (``qd, td``), ``n3 = n1 + odd``
+    ups. Shared by the scalar (:func:`_apply_one`) and the vectorised (:func:`_lanes`) update.
     """
-    a_up, a_dn, bmin, bmax, c2c = rows[i, 0], rows[i, 1], rows[i, 2], rows[i, 3], rows[i, 4]
-    s_up, s_dn = rows[i, 5], rows[i, 6]
-    n1 = math.floor(0.5 * nu)
-    odd = nu - 2.0 * n1
-    n3 = nu - n1
-    q1, t1 = _geometric(n1, s_up)  # Q1 = q_up^n1, T1 = sum_{j<n1} q_up^j
-    qd, td = _geometric(nd, -s_dn)
     t3 = t1 + odd * q1  # the last phase has n1 + odd pulses
     q3 = q1 * (1.0 + odd * s_up)
     f1 = a_up + s_up * g
@@ -184,20 +210,47 @@ def _apply_one(g, rows, i, nu, nd, mult, seed, stream):
         var = t1 * (q1 + 1.0) * va_up
         var = var * qd * qd + td * (qd + 1.0) * _additive_variance(c2c, a_dn, -s_dn)
         var = var * q3 * q3 + t3 * (q3 + 1.0) * va_up
-    sd = math.sqrt(var)
-    room = min(bmax - max(g1, g3), min(g, g2) - bmin)
-    if room - NEAR_BOUND_SD * sd >= 0.0:
+    return g1, g2, g3, math.sqrt(var)
+
+
+@_inline
+def _far_from_bounds(g, g1, g2, g3, sd, bmin, bmax):
+    """Whether the noise-free trajectory stays ``NEAR_BOUND_SD`` sd inside the bounds (one affine map suffices)."""
+    return min(bmax - max(g1, g3), min(g, g2) - bmin) - NEAR_BOUND_SD * sd >= 0.0
+
+
+@_inline
+def _apply_one(g, rows, i, nu, nd, mult, seed, stream):
+    """New conductance of device ``i`` (parameters ``rows[i]``) after ``nu`` up and ``nd`` down pulses.
+
+    Half the ups, all the downs, the other ups as one affine map with one Gaussian of their
+    summed variance (see :meth:`AffineFamily.counts`), or phase by phase near a bound.
+    """
+    a_up, a_dn, bmin, bmax, c2c = rows[i, 0], rows[i, 1], rows[i, 2], rows[i, 3], rows[i, 4]
+    s_up, s_dn = rows[i, 5], rows[i, 6]
+    n1 = math.floor(0.5 * nu)
+    odd = nu - 2.0 * n1
+    q1, t1 = _geometric(n1, s_up)  # Q1 = q_up^n1, T1 = sum_{j<n1} q_up^j
+    qd, td = _geometric(nd, -s_dn)
+    g1, g2, g3, sd = _composite(g, a_up, a_dn, s_up, s_dn, c2c, n1, nd, nu - n1, odd, q1, t1, qd, td, mult)
+    if _far_from_bounds(g, g1, g2, g3, sd, bmin, bmax):
         return min(max(g3 + sd * normal(key(seed, i, stream)), bmin), bmax)
-    return _phases_near_bound(g, rows, i, n1, nd, n3, mult, seed, stream)
+    return _phases_near_bound(g, rows, i, n1, nd, nu - n1, mult, seed, stream)
+
+
+@_inline
+def _count_and_rewrite(i, pulses, w_noise, pulse_count, rows, seed, write_noise, stream):
+    """After an update of device ``i``: its endurance count and, with write noise, a fresh write-noise draw."""
+    pulse_count[i] += pulses
+    if write_noise:
+        w_noise[i] = rows[i, 7] * normal(key(seed, i, stream + 1))
 
 
 @_inline
 def _apply_at(i, nu, nd, g, w_noise, pulse_count, rows, seed, mult, write_noise, stream):
     """``nu`` up and ``nd`` down pulses on flat device ``i``: conductance, endurance count, write noise."""
     g[i] = _apply_one(float(g[i]), rows, i, nu, nd, mult, seed, stream)
-    pulse_count[i] += nu + nd
-    if write_noise:
-        w_noise[i] = rows[i, 7] * normal(key(seed, i, stream + 1))
+    _count_and_rewrite(i, nu + nd, w_noise, pulse_count, rows, seed, write_noise, stream)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -232,6 +285,79 @@ def _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_no
         nu, nd = float(n_up[i]), float(n_dn[i])
         if nu + nd != 0.0:
             _apply_at(i, nu, nd, g, w_noise, pulse_count, rows, seed, mult, write_noise, 0)
+
+
+# -- many devices at once: a vectorised update -------------------------------------------------------
+LANE_PARAMS = 7  # a_up .. s_dn: the part of a device's row that the vectorised update reads
+
+
+# What _lanes leaves to the scalar code, per device.
+LANE_DONE = 0  # nothing: out holds the new conductance
+LANE_TAIL = 1  # its Gaussian is in the tails (a log): the new conductance is mean + sd z, clipped
+LANE_EXACT = 2  # near a bound, or a train of BINARY_TRAIN pulses or more: the whole scalar update
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def _lanes(n, g, params, n_up, n_dn, uniform, mult, out, mean, sd, status):
+    """:func:`_apply_one` for ``n`` gathered devices, with no branch, call or integer conversion in the
+    loop, so that the compiler vectorises it (4 devices per AVX2 instruction).
+
+    Reads contiguous copies of the devices' conductances ``g``, parameters ``params (LANE_PARAMS, n)``,
+    counts and the uniforms of their Gaussians. Writes the new conductances to ``out``, the
+    noise-free ones and the noise sd to ``mean`` and ``sd``, and in ``status`` what is left to
+    :func:`_apply_gathered` (``LANE_*``).
+    """
+    for t in range(n):
+        nu, nd, g0, u = n_up[t], n_dn[t], g[t], uniform[t]
+        a_up, a_dn, bmin, bmax = params[0, t], params[1, t], params[2, t], params[3, t]
+        c2c, s_up, s_dn = params[4, t], params[5, t], params[6, t]
+        n1 = np.floor(0.5 * nu)
+        q1, t1 = _binary_geometric(n1, s_up)
+        qd, td = _binary_geometric(nd, -s_dn)
+        g1, g2, g3, sigma = _composite(g0, a_up, a_dn, s_up, s_dn, c2c, n1, nd, nu - n1, nu - 2.0 * n1,
+                                       q1, t1, qd, td, mult)
+        out[t] = min(max(g3 + sigma * _central_quantile(u), bmin), bmax)
+        mean[t] = g3
+        sd[t] = sigma
+        # | rather than `or`: no branch
+        exact = (not _far_from_bounds(g0, g1, g2, g3, sigma, bmin, bmax)) | (nu >= BINARY_TRAIN) | \
+            (nd >= BINARY_TRAIN)
+        tail = (u < _P_LOW) | (u > 1.0 - _P_LOW)
+        status[t] = LANE_EXACT if exact else (LANE_TAIL if tail else LANE_DONE)
+
+
+@_inline
+def _lane_buffers(n):
+    """Scratch of :func:`_apply_gathered` for up to ``n`` devices: the list (index, counts), then the
+    lanes' inputs (g, params, uniforms) and outputs (out, mean, sd, status)."""
+    return (np.empty(n, dtype=np.int64), np.empty(n), np.empty(n), np.empty(n), np.empty((LANE_PARAMS, n)),
+            np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n, dtype=np.int8))
+
+
+@_inline
+def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise):
+    """Apply the counts of the first ``m`` devices listed in ``lane`` (index, n_up, n_dn) in place.
+
+    Gathers them, updates them with :func:`_lanes`, scatters the results and finishes what it left,
+    with the same random numbers as :func:`_apply_at` (streams 0 and 1).
+    """
+    index, n_up, n_dn, lg, params, uniform, out, mean, sd, status = lane
+    for t in range(m):
+        lg[t] = g[index[t]]
+        uniform[t] = _uniform(key(seed, index[t], 0))
+    for f in range(LANE_PARAMS):
+        for t in range(m):
+            params[f, t] = rows[index[t], f]
+    _lanes(m, lg, params, n_up, n_dn, uniform, mult, out, mean, sd, status)
+    for t in range(m):
+        i = index[t]
+        if status[t] == LANE_DONE:
+            g[i] = out[t]
+        elif status[t] == LANE_TAIL:
+            g[i] = min(max(mean[t] + sd[t] * _quantile(uniform[t]), params[2, t]), params[3, t])
+        else:
+            g[i] = _apply_one(lg[t], rows, i, n_up[t], n_dn[t], mult, seed, 0)
+        _count_and_rewrite(i, n_up[t] + n_dn[t], w_noise, pulse_count, rows, seed, write_noise, 0)
 
 
 # -- pulse trains as bit masks -------------------------------------------------------------------
@@ -361,58 +487,88 @@ def _popcount(typingctx, x):
 
 
 @_inline
-def _train_row(row, n_out, n_in, cols, n_cols, g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg,
-               read_slot, keep, seed, mult, write_noise, read_out):
-    """The devices of one row (replica p, output i): coincidences, pulses, and the column reads."""
+def _coincidences(p, i, j, dpos, dneg, xpos, xneg, keep, kr):
+    """Up and down pulses of device ``(p, i, j)`` in the slots of ``keep[kr]``: d and x bits of opposite
+    sign make W grow, of equal sign shrink."""
+    up = 0
+    down = 0
+    for w in range(dpos.shape[2]):
+        mk = keep[kr, w]
+        a, b, xp, xn = dpos[p, i, w] & mk, dneg[p, i, w] & mk, xpos[p, j, w], xneg[p, j, w]
+        up += _popcount((a & xn) | (b & xp))
+        down += _popcount((a & xp) | (b & xn))
+    return float(up), float(down)
+
+
+@_inline
+def _train_row(row, n_out, n_in, cols, n_cols, x_cols, g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg,
+               read_cols, keep, seed, mult, write_noise, read_out, scratch, lane):
+    """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
+
+    The devices of the columns not read (``cols``, their x words ``x_cols``, see
+    :func:`_active_columns`) are counted in one vectorised pass, listed without a branch and
+    updated together (:func:`_apply_gathered`). A read column r gets the slots of ``keep[2r + 1]``
+    (its sample and the earlier ones), the read, then the slots of ``keep[2r + 2]``.
+    """
     p = row // n_out
     i = row - p * n_out
-    words = dpos.shape[2]
     quiet = True  # no d bit in this row: only the reads remain to do
-    for w in range(words):
+    for w in range(dpos.shape[2]):
         if dpos[p, i, w] | dneg[p, i, w]:
             quiet = False
     base = row * n_in
-    for c in range(n_cols[p]):
-        j = cols[p, c]
-        k = base + j
-        r = read_slot[j]
-        if quiet and r < 0:
-            continue
-        # A read column r: the slots of keep[2r + 1] (its sample and the earlier ones), the read,
-        # then the slots of keep[2r + 2]; any other column: all slots, keep[0].
-        for part in range(1 if r < 0 else 2):
-            kr = 0 if r < 0 else 2 * r + 1 + part
+    if not quiet:
+        ups, downs = scratch
+        n_c = n_cols[p]
+        ups[:n_c] = 0
+        downs[:n_c] = 0
+        for w in range(dpos.shape[2]):
+            a, b = dpos[p, i, w], dneg[p, i, w]
+            for c in range(n_c):
+                xp, xn = x_cols[0, p, w, c], x_cols[1, p, w, c]
+                ups[c] += _popcount((a & xn) | (b & xp))  # opposite signs: W grows
+                downs[c] += _popcount((a & xp) | (b & xn))
+        index, n_up, n_dn = lane[0], lane[1], lane[2]
+        m = 0
+        for c in range(n_c):  # every column is written, the count advances past those with pulses
+            index[m] = base + cols[p, c]
+            n_up[m] = ups[c]
+            n_dn[m] = downs[c]
+            m += ups[c] + downs[c] != 0
+        if m > 0:
+            _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise)
+    for r in range(read_cols.shape[0]):
+        k = base + read_cols[r]
+        for part in range(2):
             if not quiet:
-                up = 0
-                down = 0
-                for w in range(words):
-                    m = keep[kr, w]
-                    a, b, xp, xn = dpos[p, i, w] & m, dneg[p, i, w] & m, xpos[p, j, w], xneg[p, j, w]
-                    up += _popcount((a & xn) | (b & xp))  # opposite signs: W grows
-                    down += _popcount((a & xp) | (b & xn))
-                if up + down != 0:
-                    _apply_at(k, float(up), float(down), g, w_noise, pulse_count, rows, seed, mult, write_noise,
-                              8 * part)
-            if r >= 0 and part == 0:
+                up, down = _coincidences(p, i, read_cols[r], dpos, dneg, xpos, xneg, keep, 2 * r + 1 + part)
+                if up + down != 0.0:
+                    _apply_at(k, up, down, g, w_noise, pulse_count, rows, seed, mult, write_noise, 8 * part)
+            if part == 0:
                 read_out[p, i, r] = g[k] - ref[k] + w_noise[k]
 
 
 @_inline
 def _active_columns(xpos, xneg, read_slot):
-    """Per replica, the columns with any x bit or a read: the only ones a row has to visit."""
+    """Per replica, the columns not read with any x bit (the only others a row has to visit), and
+    their x words side by side, ``x_cols (2, P, W, in)`` (positive, negative)."""
     n_p, n_in, words = xpos.shape
     cols = np.empty((n_p, n_in), dtype=np.int64)
     n_cols = np.zeros(n_p, dtype=np.int64)
+    x_cols = np.empty((2, n_p, words, n_in), dtype=np.uint64)
     for p in range(n_p):
         for j in range(n_in):
-            live = read_slot[j] >= 0
+            live = False
             for w in range(words):
                 if xpos[p, j, w] | xneg[p, j, w]:
                     live = True
-            if live:
+            if live and read_slot[j] < 0:
+                for w in range(words):
+                    x_cols[0, p, w, n_cols[p]] = xpos[p, j, w]
+                    x_cols[1, p, w, n_cols[p]] = xneg[p, j, w]
                 cols[p, n_cols[p]] = j
                 n_cols[p] += 1
-    return cols, n_cols
+    return cols, n_cols, x_cols
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -420,10 +576,19 @@ def apply_trains_in(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, 
                     read_out):
     """The kernel of :func:`apply_trains`, callable from other kernels: ``keep`` from :func:`keep_masks`."""
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
-    cols, n_cols = _active_columns(xpos, xneg, read_slot)
-    for row in prange(n_p * n_out):
-        _train_row(row, n_out, n_in, cols, n_cols, g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg,
-                   read_slot, keep, seed, mult, write_noise, read_out)
+    cols, n_cols, x_cols = _active_columns(xpos, xneg, read_slot)
+    read_cols = np.empty(read_out.shape[2], dtype=np.int64)
+    for j in range(n_in):
+        if read_slot[j] >= 0:
+            read_cols[read_slot[j]] = j
+    n_rows = n_p * n_out
+    n_chunks = min(n_rows, ROW_CHUNKS)
+    for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch
+        scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64))
+        lane = _lane_buffers(n_in)
+        for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            _train_row(row, n_out, n_in, cols, n_cols, x_cols, g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos,
+                       xneg, read_cols, keep, seed, mult, write_noise, read_out, scratch, lane)
 
 
 def apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, read_ends, read_out, seed, mult,
