@@ -155,6 +155,37 @@ def test_mask_reads_see_the_pulses_up_to_their_sample():
     torch.testing.assert_close(arr.weight[0], 0.01 * steps[-1], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("family,mult,write_noise", [("soft_bounds", False, 0.0), ("soft_bounds", True, 0.0),
+                                                    ("soft_bounds", False, 0.05), ("linear_step", False, 0.0)])
+def test_vectorised_update_equals_the_scalar_update(family, mult, write_noise):
+    """``apply_trains`` updates the devices of a row together (``_lanes``, ``_lanes_near``); with the same
+    seed it gives what the scalar update of every device (``apply_counts``) gives, on every path:
+    far from the bounds, near a bound (phase by phase), Gaussians in the tails, and 64 pulses or more."""
+    cfg = dev(family, mult_noise=mult, write_noise_std=write_noise)
+    shape, batch = (40, 60), 6
+    x = torch.randn(1, batch, shape[1], generator=gen(1))
+    d = torch.randn(1, batch, shape[0], generator=gen(2))
+    trains = pulse_trains(x, d, 1.0, torch.tensor([0.003]), UpdateConfig(desired_bl=31), gen(3))
+    n_up, n_dn = trains.up_down_counts()
+    w0 = torch.empty(1, *shape).uniform_(-0.9, 0.9, generator=gen(4))
+    w0[:, ::3] = 0.97 * torch.sign(w0[:, ::3])  # a third of the devices start next to a bound
+    arrays = [DeviceArray(cfg, shape, gen(5)) for _ in range(2)]
+    for arr in arrays:
+        arr.set_weights(w0, gen(6))
+    vectorised, scalar = arrays
+    vectorised.apply_masks(pack(trains), gen(7))
+    scalar.apply_counts(n_up, n_dn, gen(7))
+    torch.testing.assert_close(vectorised.g, scalar.g, rtol=0, atol=2e-6)
+    torch.testing.assert_close(vectorised.w_noise, scalar.w_noise, rtol=0, atol=0)
+    torch.testing.assert_close(vectorised.pulse_count, scalar.pulse_count, rtol=0, atol=0)
+    # Every path was taken: devices with 64+ pulses, devices at a bound, and many that moved.
+    assert bool(((n_up >= 64) | (n_dn >= 64)).any())
+    bounds = vectorised.kernel_state()[3][:, 2:4]
+    g = vectorised.g.reshape(-1).numpy()
+    assert ((g == bounds[:, 0]) | (g == bounds[:, 1])).any()
+    assert int(((n_up + n_dn) > 0).sum()) > 0.5 * shape[0] * shape[1]
+
+
 @pytest.mark.parametrize("management, bl_management", [(True, True), (True, False), (False, True), (False, False)])
 def test_kernel_train_scales_equal_the_torch_probabilities(management, bl_management):
     """Train lengths and slot probabilities of the compiled pass are those of pulse_probabilities (SPEC 3)."""

@@ -158,11 +158,25 @@ def _additive_variance(c2c, a, qm1):
     return (c2c * a) * (c2c * a) / (2.0 + qm1)
 
 
+@_inline
+def _phase(g, a, s, qm1, n, power, total, c2c, bmin, bmax, mult, z, up):
+    """``g`` after one phase of ``n`` pulses of one sign (``power, total``: q^n and sum_{j<n} q^j), with
+    the phase's Gaussian ``z``, clipped. ``n = 0`` leaves ``g`` as it is."""
+    f = a + s * g  # |first step|
+    if mult:
+        sd = c2c * abs(f) * power / (1.0 + qm1) * math.sqrt(n)
+    else:
+        sd = math.sqrt((power + 1.0) * total * _additive_variance(c2c, a, qm1))
+    step = total * f if up else -(total * f)
+    return min(max(g + step + sd * z, bmin), bmax)
+
+
 @njit(error_model="numpy", fastmath=FASTMATH)
 def _phases_near_bound(g, rows, i, n1, nd, n3, mult, seed, stream):
     """Half the ups, the downs, the other ups one phase at a time, each with its own noise and clip.
 
-    For a device whose trajectory comes near a bound (rare, so not inlined).
+    For a device whose trajectory comes near a bound (rare, so not inlined). Phase k draws from
+    stream ``stream + 2 + k``.
     """
     bmin, bmax, c2c = rows[i, 2], rows[i, 3], rows[i, 4]
     for phase in range(3):
@@ -172,15 +186,8 @@ def _phases_near_bound(g, rows, i, n1, nd, n3, mult, seed, stream):
             continue
         a, s = (rows[i, 0], rows[i, 5]) if up else (rows[i, 1], rows[i, 6])
         qm1 = s if up else -s
-        power, total = _geometric(n, qm1)  # q^n, sum_{j<n} q^j
-        f = a + s * g  # |first step|
-        if mult:
-            sd = c2c * abs(f) * power / (1.0 + qm1) * math.sqrt(n)
-        else:
-            sd = math.sqrt((power + 1.0) * total * _additive_variance(c2c, a, qm1))
-        z = normal(key(seed, i, stream + 2 + phase))
-        g = g + total * f + sd * z if up else g - total * f + sd * z
-        g = min(max(g, bmin), bmax)
+        power, total = _geometric(n, qm1)
+        g = _phase(g, a, s, qm1, n, power, total, c2c, bmin, bmax, mult, normal(key(seed, i, stream + 2 + phase)), up)
     return g
 
 
@@ -291,10 +298,16 @@ def _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_no
 LANE_PARAMS = 7  # a_up .. s_dn: the part of a device's row that the vectorised update reads
 
 
+@_inline
+def _in_tail(u):
+    """Whether the Gaussian of uniform ``u`` lies outside :func:`_central_quantile`'s region (``|`` for no branch)."""
+    return (u < _P_LOW) | (u > 1.0 - _P_LOW)
+
+
 # What _lanes leaves to the scalar code, per device.
 LANE_DONE = 0  # nothing: out holds the new conductance
 LANE_TAIL = 1  # its Gaussian is in the tails (a log): the new conductance is mean + sd z, clipped
-LANE_EXACT = 2  # near a bound, or a train of BINARY_TRAIN pulses or more: the whole scalar update
+LANE_EXACT = 2  # near a bound (_lanes_near), or a train of BINARY_TRAIN pulses or more: the scalar update
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -322,26 +335,58 @@ def _lanes(n, g, params, n_up, n_dn, uniform, mult, out, mean, sd, status):
         # | rather than `or`: no branch
         exact = (not _far_from_bounds(g0, g1, g2, g3, sigma, bmin, bmax)) | (nu >= BINARY_TRAIN) | \
             (nd >= BINARY_TRAIN)
-        tail = (u < _P_LOW) | (u > 1.0 - _P_LOW)
-        status[t] = LANE_EXACT if exact else (LANE_TAIL if tail else LANE_DONE)
+        status[t] = LANE_EXACT if exact else (LANE_TAIL if _in_tail(u) else LANE_DONE)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def _lanes_near(n, g, params, n_up, n_dn, uniform, mult, out, redo):
+    """:func:`_phases_near_bound` for ``n`` gathered devices, vectorised as :func:`_lanes`.
+
+    ``uniform (3, n)``: the uniforms of the three phases' Gaussians. Marks in ``redo`` the devices
+    whose result does not hold (a phase with pulses and its Gaussian in the tails, or a train of
+    ``BINARY_TRAIN`` pulses or more).
+    """
+    for t in range(n):
+        nu, nd, gg = n_up[t], n_dn[t], g[t]
+        a_up, a_dn, bmin, bmax = params[0, t], params[1, t], params[2, t], params[3, t]
+        c2c, s_up, s_dn = params[4, t], params[5, t], params[6, t]
+        n1 = np.floor(0.5 * nu)
+        n3 = nu - n1
+        power, total = _binary_geometric(n1, s_up)
+        gg = _phase(gg, a_up, s_up, s_up, n1, power, total, c2c, bmin, bmax, mult, _central_quantile(uniform[0, t]),
+                    True)
+        power, total = _binary_geometric(nd, -s_dn)
+        gg = _phase(gg, a_dn, s_dn, -s_dn, nd, power, total, c2c, bmin, bmax, mult, _central_quantile(uniform[1, t]),
+                    False)
+        power, total = _binary_geometric(n3, s_up)
+        gg = _phase(gg, a_up, s_up, s_up, n3, power, total, c2c, bmin, bmax, mult, _central_quantile(uniform[2, t]),
+                    True)
+        out[t] = gg
+        redo[t] = ((n1 > 0.0) & _in_tail(uniform[0, t])) | ((nd > 0.0) & _in_tail(uniform[1, t])) | \
+            ((n3 > 0.0) & _in_tail(uniform[2, t])) | (nu >= BINARY_TRAIN) | (nd >= BINARY_TRAIN)
 
 
 @_inline
 def _lane_buffers(n):
-    """Scratch of :func:`_apply_gathered` for up to ``n`` devices: the list (index, counts), then the
-    lanes' inputs (g, params, uniforms) and outputs (out, mean, sd, status)."""
+    """Scratch of :func:`_apply_gathered` for up to ``n`` devices: the list (index, counts), the lanes'
+    inputs (g, params, uniforms) and outputs (out, mean, sd, status), then the near-bound list and
+    the inputs (g, params, counts, uniforms (3, n)) and outputs (out, redo) of :func:`_lanes_near`."""
     return (np.empty(n, dtype=np.int64), np.empty(n), np.empty(n), np.empty(n), np.empty((LANE_PARAMS, n)),
-            np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n, dtype=np.int8))
+            np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n, dtype=np.int8),
+            np.empty(n, dtype=np.int64), np.empty(n), np.empty((LANE_PARAMS, n)), np.empty(n), np.empty(n),
+            np.empty((3, n)), np.empty(n), np.empty(n, dtype=np.bool_))
 
 
 @_inline
 def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise):
     """Apply the counts of the first ``m`` devices listed in ``lane`` (index, n_up, n_dn) in place.
 
-    Gathers them, updates them with :func:`_lanes`, scatters the results and finishes what it left,
-    with the same random numbers as :func:`_apply_at` (streams 0 and 1).
+    Gathers them and updates them with :func:`_lanes`; gathers those near a bound and updates
+    them with :func:`_lanes_near`; scatters the results and finishes what is left, with the same
+    random numbers as :func:`_apply_at` (streams 0 to 4).
     """
-    index, n_up, n_dn, lg, params, uniform, out, mean, sd, status = lane
+    index, n_up, n_dn, lg, params, uniform, out, mean, sd, status = lane[:10]
+    near, near_g, near_params, near_up, near_dn, near_uniform, near_out, redo = lane[10:]
     for t in range(m):
         lg[t] = g[index[t]]
         uniform[t] = _uniform(key(seed, index[t], 0))
@@ -349,6 +394,24 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
         for t in range(m):
             params[f, t] = rows[index[t], f]
     _lanes(m, lg, params, n_up, n_dn, uniform, mult, out, mean, sd, status)
+    n_near = 0
+    for t in range(m):  # every device is written, the count advances past those near a bound
+        near[n_near] = t
+        n_near += status[t] == LANE_EXACT
+    if n_near > 0:
+        for k in range(n_near):
+            t = near[k]
+            near_g[k], near_up[k], near_dn[k] = lg[t], n_up[t], n_dn[t]
+            for phase in range(3):
+                near_uniform[phase, k] = _uniform(key(seed, index[t], 2 + phase))
+        for f in range(LANE_PARAMS):
+            for k in range(n_near):
+                near_params[f, k] = params[f, near[k]]
+        _lanes_near(n_near, near_g, near_params, near_up, near_dn, near_uniform, mult, near_out, redo)
+        for k in range(n_near):
+            if not redo[k]:
+                out[near[k]] = near_out[k]
+                status[near[k]] = LANE_DONE
     for t in range(m):
         i = index[t]
         if status[t] == LANE_DONE:
