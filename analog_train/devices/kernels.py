@@ -269,23 +269,6 @@ def apply_listed(g, w_noise, pulse_count, rows, index, n_up, n_dn, seed, mult, w
             _apply_at(index[k], nu, nd, g, w_noise, pulse_count, rows, seed, mult, write_noise, 0)
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def apply_column_steps(g, w_noise, pulse_count, rows, cols, steps, n_in, seed, mult, write_noise):
-    """``|steps[p, i, r]|`` pulses, up where positive, on device ``(p, i, cols[r])`` of the flat arrays (in place).
-
-    The transfer's writes to C: a few single pulses on the columns just read.
-    """
-    n_p, n_out, n_r = steps.shape
-    for p in range(n_p):
-        for i in range(n_out):
-            base = (p * n_out + i) * n_in
-            for r in range(n_r):
-                s = float(steps[p, i, r])
-                if s != 0.0:
-                    _apply_at(base + cols[r], max(s, 0.0), max(-s, 0.0), g, w_noise, pulse_count, rows, seed, mult,
-                              write_noise, 0)
-
-
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
 def _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise):
     for i in prange(g.shape[0]):
@@ -421,6 +404,30 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
         else:
             g[i] = _apply_one(lg[t], rows, i, n_up[t], n_dn[t], mult, seed, 0)
         _count_and_rewrite(i, n_up[t] + n_dn[t], w_noise, pulse_count, rows, seed, write_noise, 0)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def apply_column_steps(g, w_noise, pulse_count, rows, cols, steps, n_in, seed, mult, write_noise):
+    """``|steps[p, i, r]|`` pulses, up where positive, on device ``(p, i, cols[r])`` of the flat arrays (in place).
+
+    The transfer's writes to C: a few single pulses on the distinct columns just read, listed
+    without a branch and updated together (:func:`_apply_gathered`; as :func:`_apply_at`, stream 0).
+    """
+    n_p, n_out, n_r = steps.shape
+    lane = _lane_buffers(n_p * n_out * n_r)
+    index, n_up, n_dn = lane[0], lane[1], lane[2]
+    m = 0
+    for p in range(n_p):
+        for i in range(n_out):
+            base = (p * n_out + i) * n_in
+            for r in range(n_r):
+                s = float(steps[p, i, r])
+                index[m] = base + cols[r]
+                n_up[m] = max(s, 0.0)
+                n_dn[m] = max(-s, 0.0)
+                m += s != 0.0
+    if m > 0:
+        _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise)
 
 
 # -- pulse trains as bit masks -------------------------------------------------------------------
