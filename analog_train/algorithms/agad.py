@@ -63,4 +63,5 @@ class AGAD(TransferCompound):
         return lr_scale * sign * (v - p_ref)
 
     def _kernel_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        return self.p.numpy(), self.p_ref.numpy(), self.switched.numpy(), self.beta
+        views = self._numpy_views
+        return views(self.p), views(self.p_ref), views(self.switched), self.beta

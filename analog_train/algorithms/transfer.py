@@ -64,6 +64,10 @@ class Reads:
         return int(self.col.numel())
 
 
+_NO_FLIPS_IN = np.zeros((0, 0), dtype=np.bool_)  # fused_update's "no chopper flips in this batch"
+_NO_FLIPS_OUT = np.zeros((0, 0, 0), dtype=np.bool_)
+
+
 class TransferCompound(AnalogAlgorithm):
     """A, C, H, choppers and the column-transfer schedule; subclasses define the buffer rule."""
 
@@ -106,6 +110,8 @@ class TransferCompound(AnalogAlgorithm):
         # ... and the whole mini-batch in one call when A and C are on the device kernels too.
         self._fused = self._compiled and update_cfg.engine != "exact" and self.A.kernel_ready and self.C.kernel_ready
         self._column_read = ColumnRead.of(algo.transfer_io)
+        self._numpy_views = kernels.NumpyViews()  # of the state the compiled transfer takes
+        self._fused_settings: tuple[Any, ...] | None = None  # _update_fused's arguments that never change
         self.last_reads: Reads | None = None  # hooks for traces: the reads of the last update ...
         self.last_values: Tensor | None = None  # ... and their values through the periphery (P, out, R)
 
@@ -196,18 +202,24 @@ class TransferCompound(AnalogAlgorithm):
         order; on this path their ~100 small tensor and numpy operations per layer and batch
         cost more than the device updates. Returns the reads.
         """
-        cfg, up = self.cfg, self.update_cfg
+        cfg = self.cfg
         if not cfg.auto_scale:
             self.eta_a = torch.full_like(self.m_x, cfg.fast_lr)
+        if self._fused_settings is None:  # what stays the same from batch to batch
+            up = self.update_cfg
+            self._fused_settings = (
+                bool(cfg.auto_scale), 1.0 - cfg.auto_momentum, (cfg.fast_lr * up.desired_bl * self.A.eps).numpy(),
+                (float(up.desired_bl), float(up.um_grad_scale), bool(up.update_management),
+                 bool(up.update_bl_management)))
+        auto_scale, keep, eta_max, update = self._fused_settings
+        views = self._numpy_views
         kernels.match_torch_threads()
         v = transfer_kernel.fused_update(
-            x.contiguous().numpy(), d.contiguous().numpy(), self.c_in.numpy(), self.c_out.numpy(),
+            x.contiguous().numpy(), d.contiguous().numpy(), views(self.c_in), views(self.c_out),
             reads.sample.numpy(), reads.col.numpy(), reads.passes.numpy(), reads.size.numpy(),
-            np.zeros((0, 0), dtype=np.bool_) if flips_in is None else np.ascontiguousarray(flips_in.numpy()),
-            np.zeros((0, 0, 0), dtype=np.bool_) if flips_out is None else np.ascontiguousarray(flips_out.numpy()),
-            bool(cfg.auto_scale), self.m_x.numpy(), self.m_d.numpy(), 1.0 - cfg.auto_momentum,
-            (cfg.fast_lr * up.desired_bl * self.A.eps).numpy(), self.eta_a.numpy(), self.A.eps.numpy(),
-            (float(up.desired_bl), float(up.um_grad_scale), bool(up.update_management), bool(up.update_bl_management)),
+            _NO_FLIPS_IN if flips_in is None else np.ascontiguousarray(flips_in.numpy()),
+            _NO_FLIPS_OUT if flips_out is None else np.ascontiguousarray(flips_out.numpy()),
+            auto_scale, views(self.m_x), views(self.m_d), keep, eta_max, views(self.eta_a), views(self.A.eps), update,
             self.A.kernel_state(), (self.A.mult_noise, self.A.has_write_noise), self._transfer_scale(lr),
             *self._transfer_state(), self.C.kernel_state()[:4], (self.C.mult_noise, self.C.has_write_noise),
             kernels.draw_seed(self.generator))
@@ -233,7 +245,7 @@ class TransferCompound(AnalogAlgorithm):
         """What both compiled transfer kernels take from ``first_write_pass`` to ``read``: rule, buffer,
         AGAD's means, the threshold settings and the read's periphery."""
         cfg = self.cfg
-        return (self.first_write_pass, self.H.numpy(), self.kernel_rule, *self._kernel_means(),
+        return (self.first_write_pass, self._numpy_views(self.H), self.kernel_rule, *self._kernel_means(),
                 float(cfg.transfer_desired_bl), bool(cfg.forget_buffer), float(cfg.momentum), self._column_read)
 
     def _kernel_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -272,10 +284,11 @@ class TransferCompound(AnalogAlgorithm):
                 local = e % size
                 flat += (b, start + local, e // size, size, i // size, t == 0 and local == size - 1)
         table = np.array(flat, dtype=np.int64).reshape(-1, 6).T.copy()
-        sample, col, passes, size_r, phase, pass_end = torch.from_numpy(table).to(self.H.device).unbind(0)
+        device = self.H.device
+        sample, col, passes, size_r, phase = (torch.from_numpy(table[k]).to(device) for k in range(5))
         return Reads(
-            sample=sample, col=col, passes=passes, size=size_r, phase=phase, pass_end=pass_end.bool(),
-            events=len(at),
+            sample=sample, col=col, passes=passes, size=size_r, phase=phase,
+            pass_end=torch.from_numpy(table[5] != 0).to(device), events=len(at),
             n_phases=(len(at) - 1) // self._min_tile + 1 if len(at) else 1,
         )
 
@@ -437,7 +450,11 @@ class TransferCompound(AnalogAlgorithm):
 
 def regular_flips(passes: Tensor, period: int, n_p: int) -> Tensor:
     """Regular chopper: column k flips at its read in the last pass of every ``period`` passes, ``(P, R)``."""
-    return ((passes % period) + 1 == period).view(1, -1).expand(n_p, -1)
+    if passes.device.type == "cpu":  # a few dozen reads: numpy's one op beats torch's three
+        flips = torch.from_numpy(passes.numpy() % period == period - 1)
+    else:
+        flips = (passes % period) + 1 == period
+    return flips.view(1, -1).expand(n_p, -1)
 
 
 def chopper_period(in_chop_prob: float) -> int:

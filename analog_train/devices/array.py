@@ -88,6 +88,7 @@ class DeviceArray:
         self.pulse_count = torch.zeros(self.shape, dtype=dtype, device=self.device)
         if self._kernel_rows is not None:  # the reads of apply_masks subtract it per device
             self._ref_flat = self.ref.expand(self.shape).reshape(-1).contiguous().numpy()
+        self._numpy_views = kernels.NumpyViews()  # kernel_state's views of g, w_noise, pulse_count
 
     # -- reading ---------------------------------------------------------------------------------
     @property
@@ -210,7 +211,8 @@ class DeviceArray:
         """What the compiled kernels update and read: flat conductance, write noise and pulse counts
         (numpy views, updated in place), the device rows and the flat reference."""
         self.g = self.g.contiguous()
-        return (self.g.view(-1).numpy(), self.w_noise.view(-1).numpy(), self.pulse_count.view(-1).numpy(),
+        views = self._numpy_views
+        return (views(self.g).reshape(-1), views(self.w_noise).reshape(-1), views(self.pulse_count).reshape(-1),
                 self._kernel_rows, self._ref_flat)
 
     def _kernel_apply(self, idx: Tensor | None, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:

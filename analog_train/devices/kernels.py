@@ -706,6 +706,30 @@ def warm_up() -> None:
                  np.zeros((1, 2, 1), dtype=np.float32), seed, False, False)
 
 
+class NumpyViews:
+    """numpy views of long-lived CPU tensors, made once per tensor object.
+
+    ``Tensor.numpy()`` costs ~2 us, and a mini-batch of a transfer algorithm hands some twenty-five
+    arrays to the kernels, mostly the same tensors every time. A view is reused while its tensor
+    is the same object (in-place updates show through it); a tensor replaced by a new one gets a new
+    view. The cache forgets everything past ``limit`` entries, so that replaced tensors do not pile up.
+    """
+
+    def __init__(self, limit: int = 32) -> None:
+        self._views: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+        self._limit = limit
+
+    def __call__(self, tensor: torch.Tensor) -> np.ndarray:
+        entry = self._views.get(id(tensor))
+        if entry is not None and entry[0] is tensor:
+            return entry[1]
+        if len(self._views) >= self._limit:
+            self._views.clear()
+        view = tensor.numpy()
+        self._views[id(tensor)] = (tensor, view)
+        return view
+
+
 def enabled() -> bool:
     """Whether arrays use these kernels (``ANALOG_TRAIN_KERNELS=0`` selects the torch implementation)."""
     return os.environ.get("ANALOG_TRAIN_KERNELS", "1") != "0"
