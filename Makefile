@@ -35,6 +35,6 @@ figures: install  ## paper Figs. 2, 3, 4, 6 and Table 1 (PNG, PDF, CSV) into fig
 bench: install  ## s per 60k MNIST samples of fp, sgd (fast, exact), ttv2, cttv2, agad; ratios to fp
 	$(BIN)/analog-train bench
 
-clean:  ## remove run outputs, figures and caches (keeps .venv)
+clean:  ## remove run outputs, figures and caches, numba's compiled kernels included (keeps .venv)
 	rm -rf outputs multirun figures .pytest_cache
-	find . -name __pycache__ -prune -exec rm -rf {} +
+	find . -path ./.venv -prune -o -name __pycache__ -prune -exec rm -rf {} +

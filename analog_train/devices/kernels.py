@@ -12,9 +12,19 @@ pass and touch only the devices that receive pulses. They compute the same thing
   no ``(out, in)`` count tensor is built, and the column reads of the transfer algorithms taken
   between a read sample's pulses and the later samples' pulses.
 
+A device's update is one long chain of dependent arithmetic, so the devices of a row are
+updated together: listed, gathered into contiguous arrays and run through branch-free loops that
+the compiler vectorises (:func:`_lanes`, :func:`_lanes_near`); the few that need a logarithm (a
+Gaussian in the tails) or more pulses than the branch-free powers cover are finished by the
+scalar code (:func:`_apply_one`) with the same random numbers, and a test holds both equal.
+
 Gaussian numbers come from a counter-based generator (SplitMix64 hash of a seed drawn from the
 run's ``torch.Generator``, the device's flat index and a stream number; Acklam's normal quantile),
 so results are reproducible and do not depend on the number of threads.
+
+numba caches each compiled function next to its source and checks only that file: after editing
+this module, remove the caches (``make clean``), or the cached ``transfer_kernel.fused_update``,
+which calls :func:`apply_trains_in`, keeps running the old code.
 """
 
 from __future__ import annotations
