@@ -111,7 +111,13 @@ class TransferCompound(AnalogAlgorithm):
         self._fused = self._compiled and update_cfg.engine != "exact" and self.A.kernel_ready and self.C.kernel_ready
         self._column_read = ColumnRead.of(algo.transfer_io)
         self._numpy_views = kernels.NumpyViews()  # of the state the compiled transfer takes
-        self._fused_settings: tuple[Any, ...] | None = None  # _update_fused's arguments that never change
+        # _update_fused's arguments that stay the same from batch to batch (CPU only: numpy)
+        self._fused_settings = (
+            bool(algo.auto_scale), 1.0 - algo.auto_momentum,
+            (algo.fast_lr * update_cfg.desired_bl * self.A.eps).numpy(),
+            (float(update_cfg.desired_bl), float(update_cfg.um_grad_scale), bool(update_cfg.update_management),
+             bool(update_cfg.update_bl_management)),
+        ) if self._fused else None
         self.last_reads: Reads | None = None  # hooks for traces: the reads of the last update ...
         self.last_values: Tensor | None = None  # ... and their values through the periphery (P, out, R)
 
@@ -205,12 +211,6 @@ class TransferCompound(AnalogAlgorithm):
         cfg = self.cfg
         if not cfg.auto_scale:
             self.eta_a = torch.full_like(self.m_x, cfg.fast_lr)
-        if self._fused_settings is None:  # what stays the same from batch to batch
-            up = self.update_cfg
-            self._fused_settings = (
-                bool(cfg.auto_scale), 1.0 - cfg.auto_momentum, (cfg.fast_lr * up.desired_bl * self.A.eps).numpy(),
-                (float(up.desired_bl), float(up.um_grad_scale), bool(up.update_management),
-                 bool(up.update_bl_management)))
         auto_scale, keep, eta_max, update = self._fused_settings
         views = self._numpy_views
         kernels.match_torch_threads()
@@ -450,11 +450,9 @@ class TransferCompound(AnalogAlgorithm):
 
 def regular_flips(passes: Tensor, period: int, n_p: int) -> Tensor:
     """Regular chopper: column k flips at its read in the last pass of every ``period`` passes, ``(P, R)``."""
-    if passes.device.type == "cpu":  # a few dozen reads: numpy's one op beats torch's three
-        flips = torch.from_numpy(passes.numpy() % period == period - 1)
-    else:
-        flips = (passes % period) + 1 == period
-    return flips.view(1, -1).expand(n_p, -1)
+    # On the CPU in numpy: a few dozen reads, where its one op beats torch's two.
+    values = passes.numpy() if passes.device.type == "cpu" else passes
+    return torch.as_tensor(values % period == period - 1).view(1, -1).expand(n_p, -1)
 
 
 def chopper_period(in_chop_prob: float) -> int:

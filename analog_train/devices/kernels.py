@@ -567,16 +567,22 @@ def _popcount(typingctx, x):
 
 
 @_inline
+def _word_pulses(dp, dn, xp, xn):
+    """Up and down pulses in one 64-slot word of a row's d bits (``dp``, ``dn`` by sign) and a column's
+    x bits: opposite signs make W grow, equal signs shrink it."""
+    return _popcount((dp & xn) | (dn & xp)), _popcount((dp & xp) | (dn & xn))
+
+
+@_inline
 def _coincidences(p, i, j, dpos, dneg, xpos, xneg, keep, kr):
-    """Up and down pulses of device ``(p, i, j)`` in the slots of ``keep[kr]``: d and x bits of opposite
-    sign make W grow, of equal sign shrink."""
+    """Up and down pulses of device ``(p, i, j)`` in the slots of ``keep[kr]`` (:func:`_word_pulses`)."""
     up = 0
     down = 0
     for w in range(dpos.shape[2]):
         mk = keep[kr, w]
-        a, b, xp, xn = dpos[p, i, w] & mk, dneg[p, i, w] & mk, xpos[p, j, w], xneg[p, j, w]
-        up += _popcount((a & xn) | (b & xp))
-        down += _popcount((a & xp) | (b & xn))
+        u, v = _word_pulses(dpos[p, i, w] & mk, dneg[p, i, w] & mk, xpos[p, j, w], xneg[p, j, w])
+        up += u
+        down += v
     return float(up), float(down)
 
 
@@ -605,9 +611,9 @@ def _train_row(row, n_out, n_in, cols, n_cols, x_cols, g, w_noise, pulse_count, 
         for w in range(dpos.shape[2]):
             a, b = dpos[p, i, w], dneg[p, i, w]
             for c in range(n_c):
-                xp, xn = x_cols[0, p, w, c], x_cols[1, p, w, c]
-                ups[c] += _popcount((a & xn) | (b & xp))  # opposite signs: W grows
-                downs[c] += _popcount((a & xp) | (b & xn))
+                u, v = _word_pulses(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
+                ups[c] += u
+                downs[c] += v
         index, n_up, n_dn = lane[0], lane[1], lane[2]
         m = 0
         for c in range(n_c):  # every column is written, the count advances past those with pulses
