@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 
 import numba
 import numpy as np
 import torch
+from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 # Order of the per-device parameters in the rows the kernels read (see DeviceArray): 8 floats, half
@@ -359,6 +362,29 @@ def _lanes_near(n, g, params, n_up, n_dn, uniform, mult, out, redo):
             ((n3 > 0.0) & _in_tail(uniform[2, t])) | (nu >= BINARY_TRAIN) | (nd >= BINARY_TRAIN)
 
 
+PREFETCH_AHEAD = 16  # devices: how far ahead _apply_gathered asks for the parameter rows it will read
+
+
+@intrinsic
+def _prefetch_row(typingctx, rows, i):
+    """Ask the memory system for ``rows[i]`` (LLVM ``prefetch``, for reading, kept in all caches).
+
+    The parameters of the first layer of the FC network (6 MB) do not stay in cache between
+    mini-batches, and a row's listed devices are too irregular for the hardware prefetcher.
+    """
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary,
+                                       [args[1], context.get_constant(types.intp, 0)], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(rows, i), codegen
+
+
 @_inline
 def _lane_buffers(n):
     """Scratch of :func:`_apply_gathered` for up to ``n`` devices: the list (index, counts), the lanes'
@@ -371,21 +397,23 @@ def _lane_buffers(n):
 
 
 @_inline
-def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise):
+def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, stream):
     """Apply the counts of the first ``m`` devices listed in ``lane`` (index, n_up, n_dn) in place.
 
     Gathers them and updates them with :func:`_lanes`; gathers those near a bound and updates
     them with :func:`_lanes_near`; scatters the results and finishes what is left, with the same
-    random numbers as :func:`_apply_at` (streams 0 to 4).
+    random numbers as :func:`_apply_at` (streams ``stream`` to ``stream + 4``).
     """
     index, n_up, n_dn, lg, params, uniform, out, mean, sd, status = lane[:10]
     near, near_g, near_params, near_up, near_dn, near_uniform, near_out, redo = lane[10:]
+    for t in range(m):  # one device at a time: its row of parameters is half a cache line
+        _prefetch_row(rows, index[min(t + PREFETCH_AHEAD, m - 1)])
+        i = index[t]
+        lg[t] = g[i]
+        for f in range(LANE_PARAMS):
+            params[f, t] = rows[i, f]
     for t in range(m):
-        lg[t] = g[index[t]]
-        uniform[t] = _uniform(key(seed, index[t], 0))
-    for f in range(LANE_PARAMS):
-        for t in range(m):
-            params[f, t] = rows[index[t], f]
+        uniform[t] = _uniform(key(seed, index[t], stream))
     _lanes(m, lg, params, n_up, n_dn, uniform, mult, out, mean, sd, status)
     n_near = 0
     for t in range(m):  # every device is written, the count advances past those near a bound
@@ -396,7 +424,7 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
             t = near[k]
             near_g[k], near_up[k], near_dn[k] = lg[t], n_up[t], n_dn[t]
             for phase in range(3):
-                near_uniform[phase, k] = _uniform(key(seed, index[t], 2 + phase))
+                near_uniform[phase, k] = _uniform(key(seed, index[t], stream + 2 + phase))
         for f in range(LANE_PARAMS):
             for k in range(n_near):
                 near_params[f, k] = params[f, near[k]]
@@ -412,8 +440,8 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
         elif status[t] == LANE_TAIL:
             g[i] = min(max(mean[t] + sd[t] * _quantile(uniform[t]), params[2, t]), params[3, t])
         else:
-            g[i] = _apply_one(lg[t], rows, i, n_up[t], n_dn[t], mult, seed, 0)
-        _count_and_rewrite(i, n_up[t] + n_dn[t], w_noise, pulse_count, rows, seed, write_noise, 0)
+            g[i] = _apply_one(lg[t], rows, i, n_up[t], n_dn[t], mult, seed, stream)
+        _count_and_rewrite(i, n_up[t] + n_dn[t], w_noise, pulse_count, rows, seed, write_noise, stream)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -437,7 +465,7 @@ def apply_column_steps(g, w_noise, pulse_count, rows, cols, steps, n_in, seed, m
                 n_dn[m] = max(-s, 0.0)
                 m += s != 0.0
     if m > 0:
-        _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise)
+        _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, 0)
 
 
 # -- pulse trains as bit masks -------------------------------------------------------------------
@@ -591,10 +619,11 @@ def _train_row(row, n_out, n_in, cols, n_cols, x_cols, g, w_noise, pulse_count, 
                read_cols, keep, seed, mult, write_noise, read_out, scratch, lane):
     """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
 
-    The devices of the columns not read (``cols``, their x words ``x_cols``, see
-    :func:`_active_columns`) are counted in one vectorised pass, listed without a branch and
-    updated together (:func:`_apply_gathered`). A read column r gets the slots of ``keep[2r + 1]``
-    (its sample and the earlier ones), the read, then the slots of ``keep[2r + 2]``.
+    Two rounds of :func:`_apply_gathered`. The first updates the devices of the columns not read
+    (``cols``, their x words ``x_cols``, see :func:`_active_columns`), counted in one vectorised
+    pass and listed without a branch, together with each read column r's pulses in the slots of
+    ``keep[2r + 1]`` (its sample and the earlier ones). Then the reads; the second round gives the
+    read columns the slots of ``keep[2r + 2]``, from random stream 8 on.
     """
     p = row // n_out
     i = row - p * n_out
@@ -603,34 +632,37 @@ def _train_row(row, n_out, n_in, cols, n_cols, x_cols, g, w_noise, pulse_count, 
         if dpos[p, i, w] | dneg[p, i, w]:
             quiet = False
     base = row * n_in
-    if not quiet:
-        ups, downs = scratch
-        n_c = n_cols[p]
-        ups[:n_c] = 0
-        downs[:n_c] = 0
-        for w in range(dpos.shape[2]):
-            a, b = dpos[p, i, w], dneg[p, i, w]
-            for c in range(n_c):
-                u, v = _word_pulses(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
-                ups[c] += u
-                downs[c] += v
-        index, n_up, n_dn = lane[0], lane[1], lane[2]
-        m = 0
-        for c in range(n_c):  # every column is written, the count advances past those with pulses
-            index[m] = base + cols[p, c]
-            n_up[m] = ups[c]
-            n_dn[m] = downs[c]
-            m += ups[c] + downs[c] != 0
-        if m > 0:
-            _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise)
-    for r in range(read_cols.shape[0]):
-        k = base + read_cols[r]
-        for part in range(2):
-            if not quiet:
-                up, down = _coincidences(p, i, read_cols[r], dpos, dneg, xpos, xneg, keep, 2 * r + 1 + part)
-                if up + down != 0.0:
-                    _apply_at(k, up, down, g, w_noise, pulse_count, rows, seed, mult, write_noise, 8 * part)
+    index, n_up, n_dn = lane[0], lane[1], lane[2]
+    for part in range(2):
+        if not quiet:
+            m = 0
             if part == 0:
+                ups, downs = scratch
+                n_c = n_cols[p]
+                ups[:n_c] = 0
+                downs[:n_c] = 0
+                for w in range(dpos.shape[2]):
+                    a, b = dpos[p, i, w], dneg[p, i, w]
+                    for c in range(n_c):
+                        u, v = _word_pulses(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
+                        ups[c] += u
+                        downs[c] += v
+                for c in range(n_c):  # every column is written, the count advances past those with pulses
+                    index[m] = base + cols[p, c]
+                    n_up[m] = ups[c]
+                    n_dn[m] = downs[c]
+                    m += ups[c] + downs[c] != 0
+            for r in range(read_cols.shape[0]):
+                up, down = _coincidences(p, i, read_cols[r], dpos, dneg, xpos, xneg, keep, 2 * r + 1 + part)
+                index[m] = base + read_cols[r]
+                n_up[m] = up
+                n_dn[m] = down
+                m += up + down != 0.0
+            if m > 0:
+                _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, 8 * part)
+        if part == 0:
+            for r in range(read_cols.shape[0]):
+                k = base + read_cols[r]
                 read_out[p, i, r] = g[k] - ref[k] + w_noise[k]
 
 
@@ -751,7 +783,19 @@ def enabled() -> bool:
     return os.environ.get("ANALOG_TRAIN_KERNELS", "1") != "0"
 
 
+_seed_scratch = threading.local()  # per thread: a 0-d int64 tensor and its numpy view
+
+
 def draw_seed(generator: torch.Generator) -> np.uint64:
-    """A kernel seed from the run's generator, so that a run's seed fixes its noise."""
-    # random_ on a 0-d int64 tensor: 63 random bits at half the cost of torch.randint.
-    return np.uint64(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+    """A kernel seed from the run's generator, so that a run's seed fixes its noise.
+
+    One torch call (``random_``: 63 random bits at half the cost of ``torch.randint``) into a kept
+    tensor, read back through numpy: a mini-batch draws eight or nine seeds, and each torch call
+    costs tens of microseconds when a kernel has just left the caches cold.
+    """
+    scratch = getattr(_seed_scratch, "value", None)
+    if scratch is None:
+        tensor = torch.empty((), dtype=torch.int64)
+        scratch = _seed_scratch.value = (tensor, tensor.numpy())
+    scratch[0].random_(generator=generator)
+    return np.uint64(scratch[1][()])
