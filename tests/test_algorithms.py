@@ -4,10 +4,11 @@ per-sample semantics inside a mini-batch, learning on the population axis, both 
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
-from analog_train.algorithms import AGAD, ChoppedTTv2, TTv2, build_algorithm
+from analog_train.algorithms import AGAD, ChoppedTTv2, TTv2, build_algorithm, transfer_kernel
 from analog_train.config import AlgoConfig, ConfigError, DeviceConfig, IOConfig, UpdateConfig, compose_config, validate
 from analog_train.crossbar.io import analog_mvm
 
@@ -219,6 +220,23 @@ def test_transfer_read_equals_one_hot_mvm_through_the_periphery(monkeypatch):
     full = analog_mvm(alg.A.weight, one_hot, io, gen(11), bound_management=False).transpose(1, 2)
     torch.testing.assert_close(cheap, full)
     assert (cheap - alg.A.weight[:, :, cols]).abs().max() > 0  # noise and ADC did act
+
+
+@pytest.mark.parametrize("samples, events, batch, every",
+                         [(0, 0, 10, 1), (7, 391, 10, 1), (5, 3, 10, 3), (2, 7, 4, 4), (0, 0, 1, 5), (3, 0, 2, 5)])
+def test_schedule_is_the_per_sample_transfer_rule(samples, events, batch, every):
+    """Sample b of the batch ends with a transfer event when samples + b + 1 is a multiple of
+    transfer_every; the run's event e reads column e % size of every tile, after e // size passes."""
+    starts, sizes = np.array([0, 4, 7]), np.array([4, 3, 3])
+    expected, e = [], events
+    for b in range(batch):
+        if (samples + b + 1) % every:
+            continue
+        for t, (start, size) in enumerate(zip(starts, sizes)):
+            last = t == 0 and e % size == size - 1
+            expected.append([b, start + e % size, e // size, size, (e - events) // size, int(last)])
+        e += 1
+    assert transfer_kernel.schedule(samples, events, batch, every, starts, sizes).T.tolist() == expected
 
 
 def test_large_layers_read_one_column_per_input_tile():

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from analog_train.algorithms import transfer_kernel
-from analog_train.algorithms.transfer import TransferCompound, chopper_period, regular_flips
+from analog_train.algorithms.transfer import TransferCompound, chopper_period
 
 
 class AGAD(TransferCompound):
@@ -36,19 +36,13 @@ class AGAD(TransferCompound):
     def __init__(self, algo: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(algo, *args, **kwargs)
         self.period = chopper_period(algo.in_chop_prob)
+        self.flip_period = self.period
+        self.flip_prob = algo.in_chop_prob if algo.in_chop_random else 0.0
         self.first_write_pass = self.period  # writes start after one full chopper period
         self.beta = min(algo.tail_weightening / self.period, 1.0)
         self.p = torch.zeros_like(self.H)  # running mean of the reads (aihwkit running_mean)
         self.p_ref = torch.zeros_like(self.H)  # reference of the current chopper period (past_mean)
         self.switched = torch.zeros_like(self.c_in, dtype=torch.bool)  # flipped since the last read
-
-    def in_chopper_flips(self, passes: Tensor) -> Tensor:
-        n_p = self.c_in.shape[0]
-        flips = regular_flips(passes, self.period, n_p)
-        if self.cfg.in_chop_random:
-            flips = flips | (torch.rand((n_p, passes.numel()), generator=self.generator, device=passes.device)
-                             < self.cfg.in_chop_prob)
-        return flips
 
     def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
         # index_select / index_copy_: several times cheaper than advanced indexing on the CPU.

@@ -9,11 +9,12 @@ modulated by c, so they cancel over chopper periods.
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 from torch import Tensor
 
 from analog_train.algorithms import transfer_kernel
-from analog_train.algorithms.transfer import TransferCompound, chopper_period, regular_flips
+from analog_train.algorithms.transfer import TransferCompound, chopper_period
 
 
 class ChoppedTTv2(TransferCompound):
@@ -21,13 +22,12 @@ class ChoppedTTv2(TransferCompound):
 
     kernel_rule = transfer_kernel.RULE_CHOPPED
 
-    def in_chopper_flips(self, passes: Tensor) -> Tensor | None:
-        p, n_p = self.cfg.in_chop_prob, self.c_in.shape[0]
-        if p <= 0:
-            return None
-        if self.cfg.in_chop_random:
-            return torch.rand((n_p, passes.numel()), generator=self.generator, device=passes.device) < p
-        return regular_flips(passes, chopper_period(p), n_p)
+    def __init__(self, algo: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(algo, *args, **kwargs)
+        if algo.in_chop_prob > 0 and algo.in_chop_random:
+            self.flip_prob = algo.in_chop_prob
+        elif algo.in_chop_prob > 0:
+            self.flip_period = chopper_period(algo.in_chop_prob)
 
     def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
         return lr_scale * sign * v

@@ -30,9 +30,8 @@ transfer event reads one column of every tile. Output choppers are one vector pe
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -47,24 +46,39 @@ from analog_train.devices import kernels
 from analog_train.devices.array import DeviceArray
 
 
-@dataclass
-class Reads:
-    """The column reads of one mini-batch in time order (transfer event, then input tile); each ``(R,)``."""
+def _field(k: int, doc: str, dtype: torch.dtype = torch.int64) -> cached_property:
+    """Row ``k`` of the reads table as a tensor on the algorithm's device, made on first use."""
+    def get(self: "Reads") -> Tensor:
+        return torch.from_numpy(self.table[k]).to(self.device, dtype)
+    get.__doc__ = doc
+    return cached_property(get)
 
-    sample: Tensor  # index in the batch after whose update the column is read
-    col: Tensor  # global column index
-    passes: Tensor  # completed passes of the column's tile before this read (aihwkit's P)
-    size: Tensor  # in-size of the column's tile (enters lr_scale)
-    phase: Tensor  # earlier reads of the same column in this batch (0 unless a tile is short)
-    pass_end: Tensor  # last column of the first tile: where the output choppers may flip
-    events: int  # transfer events in the batch
-    n_phases: int = 1  # 1 + the largest phase: 1 when every column is read at most once
+
+class Reads:
+    """The column reads of one mini-batch in time order (transfer event, then input tile); each ``(R,)``.
+
+    Kept as the table of :func:`.transfer_kernel.schedule`, which the compiled CPU path reads as it
+    is; the torch fields are made on first use (the steps in torch, the traces).
+    """
+
+    sample = _field(0, "index in the batch after whose update the column is read")
+    col = _field(1, "global column index")
+    passes = _field(2, "completed passes of the column's tile before this read (aihwkit's P)")
+    size = _field(3, "in-size of the column's tile (enters lr_scale)")
+    phase = _field(4, "earlier reads of the same column in this batch (0 unless a tile is short)")
+    pass_end = _field(5, "last column of the first tile: where the output choppers may flip", torch.bool)
+
+    def __init__(self, table: np.ndarray, events: int, n_phases: int, device: torch.device) -> None:
+        self.table = table  # (6, R) int64: the fields above, in that order
+        self.events = events  # transfer events in the batch
+        self.n_phases = n_phases  # 1 + the largest phase: 1 when every column is read at most once
+        self.device = device
 
     def __len__(self) -> int:
-        return int(self.col.numel())
+        return self.table.shape[1]
 
 
-_NO_FLIPS_IN = np.zeros((0, 0), dtype=np.bool_)  # fused_update's "no chopper flips in this batch"
+_NO_FLIPS_IN = np.zeros((0, 0), dtype=np.bool_)  # fused_update's "no random chopper flips in this batch"
 _NO_FLIPS_OUT = np.zeros((0, 0, 0), dtype=np.bool_)
 
 
@@ -72,6 +86,10 @@ class TransferCompound(AnalogAlgorithm):
     """A, C, H, choppers and the column-transfer schedule; subclasses define the buffer rule."""
 
     choppers = True  # False: in_chop_prob and out_chop_prob are ignored (TTv2)
+    # Input chopper flips after a read (set by the subclass): every flip_period passes over the
+    # columns (0: never) and / or with probability flip_prob.
+    flip_period = 0
+    flip_prob = 0.0
     kernel_rule: int  # the buffer rule of accumulate for the compiled transfer (transfer_kernel.RULE_*)
     first_write_pass = 0  # threshold crossings write to C from this pass over the columns on (AGAD warms up)
 
@@ -99,7 +117,8 @@ class TransferCompound(AnalogAlgorithm):
         self.c_out = torch.ones((n_p, n_out), dtype=dt, device=dev)
         sizes = split_sizes(n_in, algo.transfer_io.max_input_size)
         self._min_tile = min(sizes)
-        self._tiles = list(zip([0, *itertools.accumulate(sizes)][:-1], sizes))  # (start, size) per input tile
+        self._tile_sizes = np.array(sizes, dtype=np.int64)  # input tiles: sizes and first columns
+        self._tile_starts = np.cumsum(self._tile_sizes) - self._tile_sizes
         self.samples = 0  # samples seen (aihwkit's mat-vec counter)
         self.events = 0  # transfer events so far: every tile's pointer is events % size
         self.m_x = torch.zeros(n_p, dtype=dt, device=dev)  # auto_scale running max|x|
@@ -122,10 +141,6 @@ class TransferCompound(AnalogAlgorithm):
         self.last_values: Tensor | None = None  # ... and their values through the periphery (P, out, R)
 
     # -- what a subclass defines -----------------------------------------------------------------
-    def in_chopper_flips(self, passes: Tensor) -> Tensor | None:
-        """Whether each replica flips the input chopper of the column just read, ``(P, R)`` bool; None: never."""
-        return None
-
     def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
         """Buffer increments of distinct columns ``cols`` from their reads ``v (P, out, R)``.
 
@@ -158,12 +173,12 @@ class TransferCompound(AnalogAlgorithm):
 
     def update(self, x: Tensor, d: Tensor, lr: float) -> None:
         reads = self._schedule(x.shape[1])
-        flips_in = self.in_chopper_flips(reads.passes) if len(reads) else None
+        random_in = self._random_in_flips(len(reads))
         flips_out = self._out_chopper_flips(reads)
         if self._fused and len(reads) and reads.n_phases == 1:
-            values = self._update_fused(x, d, lr, reads, flips_in, flips_out)
+            values = self._update_fused(x, d, lr, reads, random_in, flips_out)
         else:
-            values = self._update_steps(x, d, lr, reads, flips_in, flips_out)
+            values = self._update_steps(x, d, lr, reads, self._in_chopper_flips(reads, random_in), flips_out)
         self.samples += x.shape[1]
         self.events += reads.events
         self.last_reads, self.last_values = reads, values
@@ -200,13 +215,13 @@ class TransferCompound(AnalogAlgorithm):
         """The buffer increment per unit read and tile size, before dividing by A's granularity."""
         return lr * self.cfg.transfer_every / (self.cfg.auto_granularity * self.cfg.buffer_granularity)
 
-    def _update_fused(self, x: Tensor, d: Tensor, lr: float, reads: Reads, flips_in: Tensor | None,
+    def _update_fused(self, x: Tensor, d: Tensor, lr: float, reads: Reads, random_in: Tensor | None,
                       flips_out: Tensor | None) -> Tensor:
         """The whole mini-batch in one compiled call (CPU, A and C on the kernels, distinct reads).
 
         :func:`.transfer_kernel.fused_update` runs the steps of :meth:`_update_steps` in the same
-        order; on this path their ~100 small tensor and numpy operations per layer and batch
-        cost more than the device updates. Returns the reads.
+        order, the regular chopper flips included; on this path their ~100 small tensor and numpy
+        operations per layer and batch cost more than the device updates. Returns the reads.
         """
         cfg = self.cfg
         if not cfg.auto_scale:
@@ -214,10 +229,10 @@ class TransferCompound(AnalogAlgorithm):
         auto_scale, keep, eta_max, update = self._fused_settings
         views = self._numpy_views
         kernels.match_torch_threads()
+        sample, col, passes, size = reads.table[:4]
         v = transfer_kernel.fused_update(
             x.contiguous().numpy(), d.contiguous().numpy(), views(self.c_in), views(self.c_out),
-            reads.sample.numpy(), reads.col.numpy(), reads.passes.numpy(), reads.size.numpy(),
-            _NO_FLIPS_IN if flips_in is None else np.ascontiguousarray(flips_in.numpy()),
+            sample, col, passes, size, self.flip_period, _NO_FLIPS_IN if random_in is None else random_in.numpy(),
             _NO_FLIPS_OUT if flips_out is None else np.ascontiguousarray(flips_out.numpy()),
             auto_scale, views(self.m_x), views(self.m_d), keep, eta_max, views(self.eta_a), views(self.A.eps), update,
             self.A.kernel_state(), (self.A.mult_noise, self.A.has_write_noise), self._transfer_scale(lr),
@@ -274,23 +289,27 @@ class TransferCompound(AnalogAlgorithm):
     # -- the steps of one mini-batch -------------------------------------------------------------
     def _schedule(self, batch: int) -> Reads:
         """Which samples of the batch end with a transfer event, and which column each tile reads."""
-        # Built from Python ints, handed to torch without a copy: the schedule has a few dozen
-        # entries, for which plain Python beats any vectorised version (numpy's or torch's).
-        at = [b for b in range(batch) if (self.samples + b + 1) % self.cfg.transfer_every == 0]
-        flat: list[int] = []
-        for i, b in enumerate(at):
-            e = self.events + i
-            for t, (start, size) in enumerate(self._tiles):
-                local = e % size
-                flat += (b, start + local, e // size, size, i // size, t == 0 and local == size - 1)
-        table = np.array(flat, dtype=np.int64).reshape(-1, 6).T.copy()
-        device = self.H.device
-        sample, col, passes, size_r, phase = (torch.from_numpy(table[k]).to(device) for k in range(5))
-        return Reads(
-            sample=sample, col=col, passes=passes, size=size_r, phase=phase,
-            pass_end=torch.from_numpy(table[5] != 0).to(device), events=len(at),
-            n_phases=(len(at) - 1) // self._min_tile + 1 if len(at) else 1,
-        )
+        table = transfer_kernel.schedule(self.samples, self.events, batch, self.cfg.transfer_every, self._tile_starts,
+                                         self._tile_sizes)
+        events = table.shape[1] // len(self._tile_sizes)
+        return Reads(table, events, (events - 1) // self._min_tile + 1 if events else 1, self.H.device)
+
+    def _random_in_flips(self, n_reads: int) -> Tensor | None:
+        """Random input chopper flips after each read, ``(P, R)`` bool (probability ``flip_prob``); None: never."""
+        if self.flip_prob <= 0 or not n_reads:
+            return None
+        draw = torch.rand((self.c_in.shape[0], n_reads), generator=self.generator, device=self.c_in.device)
+        return draw < self.flip_prob
+
+    def _in_chopper_flips(self, reads: Reads, random: Tensor | None) -> Tensor | None:
+        """Whether each replica flips the input chopper of the column just read, ``(P, R)`` bool; None: never.
+
+        The regular flips (the last pass of every ``flip_period``) or-ed with the ``random`` ones.
+        """
+        if not self.flip_period or not len(reads):
+            return random
+        regular = (reads.passes % self.flip_period == self.flip_period - 1).view(1, -1).expand(self.c_in.shape[0], -1)
+        return regular if random is None else regular | random
 
     def _out_chopper_flips(self, reads: Reads) -> Tensor | None:
         """Per read and output, whether ``c_out`` flips after it, ``(P, R, out)``; None if never."""
@@ -446,13 +465,6 @@ class TransferCompound(AnalogAlgorithm):
                         c.pulse_once(sign * (count >= r).to(count.dtype), self.generator)
         else:
             c.apply_counts(up, dn, self.generator)
-
-
-def regular_flips(passes: Tensor, period: int, n_p: int) -> Tensor:
-    """Regular chopper: column k flips at its read in the last pass of every ``period`` passes, ``(P, R)``."""
-    # On the CPU in numpy: a few dozen reads, where its one op beats torch's two.
-    values = passes.numpy() if passes.device.type == "cpu" else passes
-    return torch.as_tensor(values % period == period - 1).view(1, -1).expand(n_p, -1)
 
 
 def chopper_period(in_chop_prob: float) -> int:

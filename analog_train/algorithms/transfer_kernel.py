@@ -30,6 +30,34 @@ RULE_CHOPPED = 1  # ... c_k c_i v
 RULE_AGAD = 2  # ... c_k c_i (v - p_ref), with AGAD's running and past means
 
 
+@njit(cache=True)
+def schedule(samples, events, batch, transfer_every, starts, sizes):
+    """The column reads of a mini-batch, ``(6, R)``: sample, column, passes, tile size, phase, pass end.
+
+    Sample b ends with a transfer event when ``samples + b + 1`` (samples seen, counting this one)
+    is a multiple of ``transfer_every``; the batch's i-th event, the run's ``events + i``-th, reads the
+    column ``e % size`` of every input tile (``starts``, ``sizes``), which has ``e // size`` passes
+    behind it. ``phase``: earlier reads of the same column in this batch (``i // size``); ``pass end``:
+    the read of the first tile's last column. In time order: event, then tile (see ``transfer.Reads``).
+    """
+    first = (-(samples + 1)) % transfer_every
+    n_events = (batch - first + transfer_every - 1) // transfer_every if batch > first else 0
+    n_tiles = sizes.shape[0]
+    table = np.empty((6, n_events * n_tiles), dtype=np.int64)
+    for i in range(n_events):
+        e = events + i
+        for t in range(n_tiles):
+            r = i * n_tiles + t
+            local = e % sizes[t]
+            table[0, r] = first + i * transfer_every
+            table[1, r] = starts[t] + local
+            table[2, r] = e // sizes[t]
+            table[3, r] = sizes[t]
+            table[4, r] = i // sizes[t]
+            table[5, r] = t == 0 and local == sizes[t] - 1
+    return table
+
+
 @njit(cache=True, error_model="numpy")
 def transfer_columns(columns, cols, passes, sizes, sign_in, sign_out, flips, scale, eps, first_write_pass, h, rule,
                      run_mean, past_mean, switched, beta, blt, forget, momentum, read, seed):
@@ -173,22 +201,30 @@ def chop_outputs(d, c_out, sample, flips):
 
 
 @njit(cache=True, error_model="numpy")
-def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flips_in, flips_out, auto_scale, m_x, m_d, keep,
-                 eta_max, eta_a, eps, update, a_state, a_flags, scale, first_write_pass, h, rule, run_mean, past_mean,
-                 switched, beta, blt, forget, momentum, read, c_state, c_flags, seed):
+def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flip_period, random_flips, flips_out, auto_scale, m_x,
+                 m_d, keep, eta_max, eta_a, eps, update, a_state, a_flags, scale, first_write_pass, h, rule, run_mean,
+                 past_mean, switched, beta, blt, forget, momentum, read, c_state, c_flags, seed):
     """One mini-batch of a transfer algorithm on the CPU, start to end, for distinct read columns.
 
     The steps of ``TransferCompound.update`` in order: choppers (:func:`chop_inputs`,
-    :func:`chop_outputs`), ``eta_A`` (``auto_scale``: :func:`auto_scale_lr` into ``eta_a``; else
-    ``eta_a`` as given), the pulse trains of A (``update``: desired BL, um_grad_scale, update and
-    BL management) and their application with the column reads after each read's sample
-    (``a_state``: flat g, write noise, pulse counts, rows, reference; ``a_flags``: multiplicative
-    noise, write noise), the transfer (:func:`transfer_columns`, from ``first_write_pass`` to ``read``
-    the same arguments) and the C steps. Returns the reads ``v (P, out, R)``.
+    :func:`chop_outputs`; an input chopper flips after a read in the last of every ``flip_period``
+    passes, 0: never, and where ``random_flips (P, R)`` is set, empty: never), ``eta_A``
+    (``auto_scale``: :func:`auto_scale_lr` into ``eta_a``; else ``eta_a`` as given), the pulse
+    trains of A (``update``: desired BL, um_grad_scale, update and BL management) and their
+    application with the column reads after each read's sample (``a_state``: flat g, write noise,
+    pulse counts, rows, reference; ``a_flags``: multiplicative noise, write noise), the transfer
+    (:func:`transfer_columns`, from ``first_write_pass`` to ``read`` the same arguments) and the C
+    steps. Returns the reads ``v (P, out, R)``.
     """
     n_p, n_b = x.shape[0], x.shape[1]
     n_in = x.shape[2]
-    xc, sign_in = chop_inputs(x, c_in, sample, col, flips_in)
+    n_r = col.shape[0]
+    flips = np.zeros((n_p, n_r), dtype=np.bool_)
+    for p in range(n_p):
+        for r in range(n_r):
+            regular = flip_period > 0 and passes[r] % flip_period == flip_period - 1
+            flips[p, r] = regular or (random_flips.shape[0] > 0 and random_flips[p, r])
+    xc, sign_in = chop_inputs(x, c_in, sample, col, flips)
     dc, sign_out = chop_outputs(d, c_out, sample, flips_out)
     if auto_scale:
         eta_a[:] = auto_scale_lr(xc, dc, m_x, m_d, keep, eta_max)
@@ -199,7 +235,6 @@ def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flips_in, flips_
                                                         kernels.key(seed, 0, 1))
     g, w_noise, pulse_count, rows, ref = a_state
     n_out = dc.shape[2]
-    n_r = col.shape[0]
     columns = np.empty((n_p, n_out, n_r), dtype=x.dtype)
     if t_max == 0:  # nothing to pulse: the reads see A as it is
         for p in range(n_p):
@@ -214,7 +249,6 @@ def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flips_in, flips_
         kernels.apply_trains_in(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot,
                                 kernels.keep_masks((sample + 1) * t_max, xpos.shape[2]), kernels.key(seed, 0, 2),
                                 a_flags[0], a_flags[1], columns)
-    flips = flips_in if flips_in.shape[0] > 0 else np.zeros((n_p, n_r), dtype=np.bool_)
     v, steps = transfer_columns(columns, col, passes, sizes, sign_in, sign_out, flips, scale, eps, first_write_pass, h,
                                 rule, run_mean, past_mean, switched, beta, blt, forget, momentum, read,
                                 kernels.key(seed, 0, 3))
