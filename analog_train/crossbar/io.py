@@ -26,7 +26,7 @@ from torch import Tensor
 from analog_train.crossbar import mvm_kernel
 from analog_train.devices import kernels
 
-__all__ = ["ColumnRead", "analog_mvm", "read_columns", "split_sizes"]
+__all__ = ["AnalogMVM", "ColumnRead", "analog_mvm", "read_columns", "split_sizes"]
 
 
 def split_sizes(size: int, max_size: int) -> list[int]:
@@ -108,20 +108,54 @@ def analog_mvm(
     ``weight.transpose(-1, -2)``, ``d (P, B, out)`` and ``bound_management=False`` (aihwkit never
     uses BM backward). Bound management runs only if both this flag and ``io.bound_management ==
     'iterative'`` ask for it. All noise comes from ``generator``. Call it without autograd (inside
-    an ``autograd.Function``): the pipeline is not differentiable.
+    an ``autograd.Function``): the pipeline is not differentiable. Callers that read through the same
+    periphery again and again (a layer) keep an :class:`AnalogMVM` instead.
     """
-    if io.is_perfect:
-        return torch.matmul(x, weight.transpose(-1, -2))
-    c = _Periphery.of(io)
+    return AnalogMVM(io)(weight, x, generator, bound_management)
+
+
+class AnalogMVM:
+    """:func:`analog_mvm` through one periphery, with what the reads derive from the IOConfig worked out once.
+
+    Working it out (converter steps, tiles, whether BM can run, whether the kernels are on) costs
+    tens of microseconds of Python, more than the compiled read of a small layer; a layer keeps one
+    of these for its whole life, so its IOConfig is read when the layer is built.
+    """
+
+    def __init__(self, io: Any) -> None:
+        self.io = io
+        self.periphery = None if io.is_perfect else _Periphery.of(io)
+        self._kernel_args = None if self.periphery is None else tuple(self.periphery)
+        self._bm = self.periphery is not None and io.bound_management == "iterative" and self.periphery.bm_limit >= 1.0
+        self._kernels = kernels.enabled()
+        self._tiles: dict[int, tuple[tuple[tuple[int, int], ...], np.ndarray]] = {}  # input size -> bounds, array
+
+    def __call__(self, weight: Tensor, x: Tensor, generator: torch.Generator | None,
+                 bound_management: bool = True) -> Tensor:
+        """``y = W x`` as :func:`analog_mvm` (same arguments but the IOConfig)."""
+        c = self.periphery
+        if c is None:
+            return torch.matmul(x, weight.transpose(-1, -2))
+        n_p, n_b, n_in = x.shape
+        tiles = self._tiles.get(n_in)
+        if tiles is None:
+            bounds = _tile_bounds(n_in, self.io.max_input_size)
+            tiles = self._tiles[n_in] = (bounds, np.array(bounds, dtype=np.int64).reshape(-1, 2))
+        in_tiles = tiles[0]
+        bound_management = bound_management and self._bm
+        if (self._kernels and generator is not None and x.device.type == "cpu"
+                and x.dtype == weight.dtype == torch.float32):
+            y = _compiled_read(weight, x, tiles[1], self._kernel_args, generator, bound_management)
+            if y is not None:
+                return y
+        return _torch_read(weight, x, in_tiles, c, self.io, generator, bound_management)
+
+
+def _torch_read(weight: Tensor, x: Tensor, in_tiles: tuple[tuple[int, int], ...], c: _Periphery, io: Any,
+                generator: torch.Generator | None, bound_management: bool) -> Tensor:
+    """:func:`analog_mvm` in torch, iterative bound management included."""
     n_p, n_b, n_in = x.shape
     n_out = weight.shape[-2]
-    in_tiles = _tile_bounds(n_in, io.max_input_size)
-    bound_management = bound_management and io.bound_management == "iterative" and c.bm_limit >= 1.0
-    if (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and generator is not None
-            and kernels.enabled()):
-        y = _compiled_read(weight, x, in_tiles, c, generator, bound_management)
-        if y is not None:
-            return y
     out_tiles = _tile_bounds(n_out, io.max_output_size)
     n_t = len(in_tiles)
     width = in_tiles[0][1]  # split_sizes puts the largest tile first
@@ -222,24 +256,23 @@ def read_columns(columns: Tensor, io: Any, generator: torch.Generator | None) ->
     return q.clamp_(-r.l_out, r.l_out).mul_(r.res_out)
 
 
-def _compiled_read(weight: Tensor, x: Tensor, in_tiles: tuple[tuple[int, int], ...], c: _Periphery,
-                   generator: torch.Generator, bound_management: bool) -> Tensor | None:
+def _compiled_read(weight: Tensor, x: Tensor, tiles: np.ndarray, periphery: tuple, generator: torch.Generator,
+                   bound_management: bool) -> Tensor | None:
     """:func:`analog_mvm` by the compiled kernel (CPU), or None when an output clipped and BM must re-read.
 
     The backward pass hands over ``W^T`` as a transposed view; the kernel reads ``W`` itself then.
     """
-    transposed = not weight.is_contiguous() and weight.transpose(-1, -2).is_contiguous()
-    w = weight.transpose(-1, -2) if transposed else weight.contiguous()
-    y, clipped = mvm_kernel.read(w.numpy(), x.contiguous().numpy(), transposed, _tile_array(in_tiles), tuple(c),
+    w = weight
+    transposed = False
+    if not weight.is_contiguous():
+        w = weight.transpose(-1, -2)
+        transposed = w.is_contiguous()
+        w = w if transposed else weight.contiguous()
+    y, clipped = mvm_kernel.read(w.numpy(), x.contiguous().numpy(), transposed, tiles, periphery,
                                  kernels.draw_seed(generator))
     if clipped and bound_management:
         return None
     return torch.from_numpy(y)
-
-
-@lru_cache(maxsize=256)
-def _tile_array(tiles: tuple[tuple[int, int], ...]) -> np.ndarray:
-    return np.array(tiles, dtype=np.int64).reshape(-1, 2)
 
 
 def _tile_weight(weight: Tensor, start: int, end: int) -> Tensor:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from analog_train.algorithms.base import AnalogAlgorithm
-from analog_train.crossbar.io import analog_mvm
+from analog_train.crossbar.io import AnalogMVM
 
 
 class _AnalogMVM(torch.autograd.Function):
@@ -24,7 +24,7 @@ class _AnalogMVM(torch.autograd.Function):
         ctx.layer = layer
         weight = layer.algorithm.weight  # computed from the conductances: once per step, kept for backward
         ctx.save_for_backward(x, weight)
-        return analog_mvm(weight, x, layer.io, layer.generator, bound_management=True)
+        return layer.mvm(weight, x, layer.generator, bound_management=True)
 
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, Tensor, None]:
@@ -34,7 +34,7 @@ class _AnalogMVM(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             w_t = weight.transpose(-1, -2)
-            grad_x = analog_mvm(w_t, grad_y, layer.io, layer.generator, bound_management=False)
+            grad_x = layer.mvm(w_t, grad_y, layer.generator, bound_management=False)
         return grad_x, grad_y.new_zeros(()), None
 
 
@@ -54,6 +54,7 @@ class AnalogLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.algorithm = algorithm
         self.io = io
+        self.mvm = AnalogMVM(io)  # the periphery, worked out once
         self.generator = generator
         self.population = algorithm.weight.shape[0]
         self.bias = nn.Parameter(torch.zeros(self.population, 1, out_features)) if bias else None
