@@ -85,8 +85,11 @@ class AnalogLinear(nn.Module):
         """Hand the kept (x, d) of this step to the algorithm as one update, then run device upkeep."""
         if not self._kept:
             return
-        x = torch.cat([x for x, _ in self._kept], dim=1)
-        d = torch.cat([d for _, d in self._kept], dim=1)
+        if len(self._kept) == 1:  # one forward per step, the usual case: no copy
+            x, d = self._kept[0]
+        else:
+            x = torch.cat([x for x, _ in self._kept], dim=1)
+            d = torch.cat([d for _, d in self._kept], dim=1)
         self._kept.clear()
         self.algorithm.update(x, d, lr)
         self.algorithm.post_step()
