@@ -4,9 +4,12 @@ All algorithms run back to back on the same data in the same process, and the re
 is timed again between every two cases: each case's ratio divides its time by the mean of the
 reference timings just before and just after it. On a shared, noisy machine the speed drifts by
 tens of percent within a minute; a neighbouring reference cancels that drift to first order,
-where one reference timing at the start and one at the end did not. Each run first trains on
-``WARMUP_SAMPLES`` samples untimed, and every compiled kernel is loaded before the first case,
-so that one-time costs do not count against a per-sample rate.
+where one reference timing at the start and one at the end did not. The reference trains
+``REFERENCE_EPOCHS`` epochs on the same samples, so that its timings span about as many seconds
+as an analog case: one epoch of ``fp`` lasts about a second, short enough for a burst of load on
+a shared machine to move it by half. Each run first trains on ``WARMUP_SAMPLES`` samples
+untimed, and every compiled kernel is loaded before the first case, so that one-time costs do
+not count against a per-sample rate.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from analog_train.devices import kernels
 from analog_train.runner.train import train
 
 WARMUP_SAMPLES = 200
+REFERENCE_EPOCHS = 5  # epochs of the reference case per timing
 
 # (label, overrides): the configurations the benchmark times.
 CASES: list[tuple[str, list[str]]] = [
@@ -38,10 +42,10 @@ CASES: list[tuple[str, list[str]]] = [
 
 
 def bench_config(overrides: list[str], samples: int, batch_size: int, threads: Optional[int],
-                 data_root: Optional[str]) -> DictConfig:
+                 data_root: Optional[str], epochs: int = 1) -> DictConfig:
     common = [
         "data=mnist", f"data.train_subset={samples}", "data.test_subset=1000", f"data.batch_size={batch_size}",
-        "train.epochs=1", "progress=false", "device=softbounds",
+        f"train.epochs={epochs}", "progress=false", "device=softbounds",
     ]
     if threads:
         common.append(f"threads={threads}")
@@ -56,30 +60,31 @@ def run_benchmark(samples: int = 6000, batch_size: int = 10, exact: bool = True,
                   data_root: Optional[str] = None, cases: Optional[list[tuple[str, list[str]]]] = None) -> dict[str, float]:
     """Time each case; print s/60k samples as they finish, then the ratios to the reference; return the seconds.
 
-    The first case is the reference; it runs before, between and after the others, and its
-    timings are returned as ``"<label>"``, ``"<label> (2)"``, ``"<label> (3)"``, ...
+    The first case is the reference; it runs ``REFERENCE_EPOCHS`` epochs before, between and after
+    the others, and its timings are returned as ``"<label>"``, ``"<label> (2)"``, ``"<label> (3)"``, ...
     """
     cases = cases or [c for c in CASES if exact or "exact" not in c[0]]
     (ref_label, ref_overrides), others = cases[0], cases[1:]
     seconds: dict[str, float] = {}
     ratios: dict[str, float] = {}
-    print(f"FC 784-256-128-10 on {samples} MNIST samples, batch {batch_size}, torch threads {torch.get_num_threads() if not threads else threads}")
+    print(f"FC 784-256-128-10 on {samples} MNIST samples, batch {batch_size}, torch threads "
+          f"{torch.get_num_threads() if not threads else threads}; {ref_label}: {REFERENCE_EPOCHS} epochs per timing")
     kernels.warm_up()
     transfer_kernel.warm_up()
     mvm_kernel.warm_up()
     with tempfile.TemporaryDirectory() as tmp:
-        def timed(label: str, overrides: list[str]) -> float:
+        def timed(label: str, overrides: list[str], epochs: int = 1) -> float:
             name = label.replace(" ", "_").replace("(", "").replace(")", "")
             train(bench_config(overrides, WARMUP_SAMPLES, batch_size, threads, data_root), Path(tmp) / f"{name}_warmup")
-            result = train(bench_config(overrides, samples, batch_size, threads, data_root), Path(tmp) / name)
+            result = train(bench_config(overrides, samples, batch_size, threads, data_root, epochs), Path(tmp) / name)
             seconds[label] = result.summary["seconds_per_60k_samples"]
             print(f"  {label:<14} {seconds[label]:9.1f} s / 60k samples", flush=True)
             return seconds[label]
 
-        before = timed(ref_label, ref_overrides)
+        before = timed(ref_label, ref_overrides, REFERENCE_EPOCHS)
         for k, (label, overrides) in enumerate(others, start=2):
             own = timed(label, overrides)
-            after = timed(f"{ref_label} ({k})", ref_overrides)
+            after = timed(f"{ref_label} ({k})", ref_overrides, REFERENCE_EPOCHS)
             ratios[label] = own / (0.5 * (before + after))
             before = after
     print(f"ratios to {ref_label} (each to the mean of the {ref_label} timings just before and after it):")
