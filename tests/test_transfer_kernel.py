@@ -5,6 +5,8 @@ inputs the kernel must leave the same buffer, AGAD means and flags, and return t
 C steps; whole noise-free training steps must agree with ``ANALOG_TRAIN_KERNELS=0``.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -105,6 +107,30 @@ def test_compiled_path_trains_like_the_torch_path(monkeypatch, name):
     assert runs[0][0].abs().sum() > 0 and (name == "ttv2" or bool((runs[0][2] < 0).any()))
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("write_noise", [0.0, 0.3])
+def test_kept_read_weight_follows_the_compiled_c_writes(write_noise):
+    """The forward pass reads C's kept visible weight, which the fused kernel brings up to date where it
+    writes C: after every step it equals C's weight computed afresh, bit for bit; other changes drop it."""
+    shape, n_p = (5, 6), 2
+    algo = AlgoConfig(name="agad", auto_scale=False, fast_lr=2 * DW, auto_granularity=100.0, transfer_every=1,
+                      transfer_io=PERFECT, in_chop_prob=0.5, transfer_desired_bl=3)
+    device = replace(IDEAL, write_noise_std=write_noise)
+    alg = build_algorithm(algo, device, shape, DETERMINISTIC, gen(0), gen(1), population=n_p)
+    alg.set_weights(torch.zeros(n_p, *shape))
+    assert alg._fused
+    kept = alg.read_weight()
+    g = gen(9)
+    for _ in range(30):
+        x = torch.where(torch.rand(n_p, 4, shape[1], generator=g) < 0.5, -1.5, 1.5)
+        d = torch.where(torch.rand(n_p, 4, shape[0], generator=g) < 0.5, -1.5, 1.5)
+        alg.update(x, d, 0.5)
+        assert alg.read_weight() is kept
+        assert torch.equal(kept, alg.C.weight)
+    assert float(alg.C.pulse_count.sum()) > 0 and float(kept.abs().sum()) > 0  # C was written
+    alg.set_weights(torch.full((n_p, *shape), 0.05))
+    assert alg.read_weight() is not kept and torch.equal(alg.read_weight(), alg.C.weight)
 
 
 def test_compiled_auto_scale_equals_the_torch_rule(monkeypatch):

@@ -20,6 +20,10 @@ class AnalogAlgorithm(ABC):
     def weight(self) -> Tensor:
         """Visible weight ``(P, out, in)`` that the forward and backward MVMs read."""
 
+    def read_weight(self) -> Tensor:
+        """:attr:`weight` for the MVMs of this step; may be a kept tensor, valid until the next update."""
+        return self.weight
+
     @abstractmethod
     def update(self, x: Tensor, d: Tensor, lr: float) -> None:
         """One optimizer step from the mini-batch's ``x (P, B, in)`` and ``d (P, B, out)``."""

@@ -154,6 +154,9 @@ class TransferCompound(AnalogAlgorithm):
     def weight(self) -> Tensor:
         return self.C.weight
 
+    def read_weight(self) -> Tensor:
+        return self.C.read_weight()
+
     @property
     def fast_weight(self) -> Tensor:
         """A as the transfer reads it, (A - R) without read noise, ``(P, out, in)``."""
@@ -236,7 +239,7 @@ class TransferCompound(AnalogAlgorithm):
             _NO_FLIPS_OUT if flips_out is None else np.ascontiguousarray(flips_out.numpy()),
             auto_scale, views(self.m_x), views(self.m_d), keep, eta_max, views(self.eta_a), views(self.A.eps), update,
             self.A.kernel_state(), (self.A.mult_noise, self.A.has_write_noise), self._transfer_scale(lr),
-            *self._transfer_state(), self.C.kernel_state()[:4], (self.C.mult_noise, self.C.has_write_noise),
+            *self._transfer_state(), self.C.column_write_state(), (self.C.mult_noise, self.C.has_write_noise),
             kernels.draw_seed(self.generator))
         return torch.from_numpy(v)
 

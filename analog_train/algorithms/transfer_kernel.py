@@ -214,7 +214,7 @@ def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flip_period, ran
     application with the column reads after each read's sample (``a_state``: flat g, write noise,
     pulse counts, rows, reference; ``a_flags``: multiplicative noise, write noise), the transfer
     (:func:`transfer_columns`, from ``first_write_pass`` to ``read`` the same arguments) and the C
-    steps. Returns the reads ``v (P, out, R)``.
+    steps (``c_state``: as ``a_state`` and C's kept visible weight). Returns the reads ``v (P, out, R)``.
     """
     n_p, n_b = x.shape[0], x.shape[1]
     n_in = x.shape[2]
@@ -252,8 +252,9 @@ def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flip_period, ran
     v, steps = transfer_columns(columns, col, passes, sizes, sign_in, sign_out, flips, scale, eps, first_write_pass, h,
                                 rule, run_mean, past_mean, switched, beta, blt, forget, momentum, read,
                                 kernels.key(seed, 0, 3))
-    cg, cw, cp, crows = c_state
-    kernels.apply_column_steps(cg, cw, cp, crows, col, steps, n_in, kernels.key(seed, 0, 4), c_flags[0], c_flags[1])
+    cg, cw, cp, crows, cref, cvisible = c_state
+    kernels.apply_column_steps(cg, cw, cp, crows, cref, cvisible, col, steps, n_in, kernels.key(seed, 0, 4), c_flags[0],
+                               c_flags[1])
     return v
 
 

@@ -83,6 +83,7 @@ class DeviceArray:
         self.has_write_noise = any(c.write_noise_std > 0 for c in self.cfgs)
         self.has_decay = any(c.lifetime > 0 for c in self.cfgs)
         self.has_diffusion = any(c.diffusion > 0 for c in self.cfgs)
+        self._visible: Tensor | None = None  # read_weight's kept visible weight; None: to be computed
         self.g = self.family.clip(self.ref.clone(), self.params)
         self.w_noise = torch.zeros(self.shape, dtype=dtype, device=self.device)
         self.pulse_count = torch.zeros(self.shape, dtype=dtype, device=self.device)
@@ -90,12 +91,45 @@ class DeviceArray:
             self._ref_flat = self.ref.expand(self.shape).reshape(-1).contiguous().numpy()
         self._numpy_views = kernels.NumpyViews()  # kernel_state's views of g, w_noise, pulse_count
 
+    # -- state: setting the conductance or the write noise drops the kept visible weight ----------
+    @property
+    def g(self) -> Tensor:
+        """Conductance of every device, ``(P, out, in)``."""
+        return self._g
+
+    @g.setter
+    def g(self, value: Tensor) -> None:
+        self._g = value
+        self._visible = None
+
+    @property
+    def w_noise(self) -> Tensor:
+        """Write noise of every device (zeros without write noise), ``(P, out, in)``."""
+        return self._w_noise
+
+    @w_noise.setter
+    def w_noise(self, value: Tensor) -> None:
+        self._w_noise = value
+        self._visible = None
+
     # -- reading ---------------------------------------------------------------------------------
     @property
     def weight(self) -> Tensor:
-        """Visible weight: conductance minus reference, plus write noise."""
+        """Visible weight: conductance minus reference, plus write noise (a new tensor)."""
         w = self.g - self.ref
         return w + self.w_noise if self.has_write_noise else w
+
+    def read_weight(self) -> Tensor:
+        """The visible weight for this step's reads, kept from step to step: not a copy.
+
+        The forward pass reads the slow array C of the transfer algorithms every mini-batch, and
+        the transfer writes change only a few of its columns, which the compiled writes bring up
+        to date in place (:meth:`column_write_state`); any other change drops it. Valid until the
+        array changes next: keep :attr:`weight` instead.
+        """
+        if self._visible is None:
+            self._visible = self.weight
+        return self._visible
 
     def symmetry_point(self) -> Tensor:
         """Each device's SP in visible-weight units (where alternating pulses converge)."""
@@ -176,8 +210,7 @@ class DeviceArray:
 
         Compiled kernels only (:attr:`kernel_ready`): the transfer's C writes without gathering.
         """
-        g, w_noise, pulse_count, rows, _ = self.kernel_state()
-        kernels.apply_column_steps(g, w_noise, pulse_count, rows, cols.numpy(), steps.contiguous().numpy(), self.shape[2],
+        kernels.apply_column_steps(*self.column_write_state(), cols.numpy(), steps.contiguous().numpy(), self.shape[2],
                                    kernels.draw_seed(generator), self.mult_noise, self.has_write_noise)
 
     @property
@@ -209,11 +242,21 @@ class DeviceArray:
 
     def kernel_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """What the compiled kernels update and read: flat conductance, write noise and pulse counts
-        (numpy views, updated in place), the device rows and the flat reference."""
+        (numpy views, updated in place), the device rows and the flat reference. Drops the kept
+        visible weight, as the kernels change the state behind the setters."""
         self.g = self.g.contiguous()
+        self._visible = None
         views = self._numpy_views
         return (views(self.g).reshape(-1), views(self.w_noise).reshape(-1), views(self.pulse_count).reshape(-1),
                 self._kernel_rows, self._ref_flat)
+
+    def column_write_state(self) -> tuple[np.ndarray, ...]:
+        """:meth:`kernel_state` and the kept visible weight (flat view), for
+        :func:`~analog_train.devices.kernels.apply_column_steps`, which keeps it up to date as it writes."""
+        visible = self.read_weight()
+        state = self.kernel_state()
+        self._visible = visible
+        return (*state, self._numpy_views(visible).reshape(-1))
 
     def _kernel_apply(self, idx: Tensor | None, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
         """Counts applied in place by the compiled kernel: to every device (``idx`` None) or to ``idx``."""

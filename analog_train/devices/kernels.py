@@ -445,11 +445,13 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def apply_column_steps(g, w_noise, pulse_count, rows, cols, steps, n_in, seed, mult, write_noise):
+def apply_column_steps(g, w_noise, pulse_count, rows, ref, visible, cols, steps, n_in, seed, mult, write_noise):
     """``|steps[p, i, r]|`` pulses, up where positive, on device ``(p, i, cols[r])`` of the flat arrays (in place).
 
     The transfer's writes to C: a few single pulses on the distinct columns just read, listed
     without a branch and updated together (:func:`_apply_gathered`; as :func:`_apply_at`, stream 0).
+    The visible weight ``visible`` (``g - ref + w_noise``, flat; empty: none kept) of every written
+    device is brought up to date.
     """
     n_p, n_out, n_r = steps.shape
     lane = _lane_buffers(n_p * n_out * n_r)
@@ -466,6 +468,18 @@ def apply_column_steps(g, w_noise, pulse_count, rows, cols, steps, n_in, seed, m
                 m += s != 0.0
     if m > 0:
         _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, 0)
+        if visible.shape[0] > 0:
+            _refresh_visible(visible, g, ref, w_noise, index, m, write_noise)
+
+
+@njit(cache=True, error_model="numpy")
+def _refresh_visible(visible, g, ref, w_noise, index, m, write_noise):
+    """``visible = g - ref (+ w_noise)`` at the first ``m`` flat indices, rounded as torch rounds it
+    (no fast-math: the same two float32 operations as :attr:`DeviceArray.weight`)."""
+    for t in range(m):
+        i = index[t]
+        w = g[i] - ref[i]
+        visible[i] = w + w_noise[i] if write_noise else w
 
 
 # -- pulse trains as bit masks -------------------------------------------------------------------
@@ -745,7 +759,8 @@ def warm_up() -> None:
     seed = np.uint64(0)
     apply_dense(g, zeros, zeros, rows, counts, counts, seed, False, False)
     apply_listed(g, zeros, zeros, rows, np.arange(4), counts, counts, seed, False, False)
-    apply_column_steps(g, zeros, zeros, rows, np.arange(2), np.ones((1, 2, 2), dtype=np.float32), 2, seed, False, False)
+    steps = np.ones((1, 2, 2), dtype=np.float32)
+    apply_column_steps(g, zeros, zeros, rows, zeros, g.copy(), np.arange(2), steps, 2, seed, False, False)
     x = np.full((1, 2, 2), 0.5, dtype=np.float32)
     xpos, xneg, _, _, _ = pulse_masks(x, x, np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32),
                                       1.0, 1.0, True, True, seed)

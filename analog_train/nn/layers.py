@@ -22,7 +22,7 @@ class _AnalogMVM(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, analog_ctx: Tensor, layer: "AnalogLinear") -> Tensor:
         ctx.layer = layer
-        weight = layer.algorithm.weight  # computed from the conductances: once per step, kept for backward
+        weight = layer.algorithm.read_weight()  # valid until the optimizer step, kept for backward
         ctx.save_for_backward(x, weight)
         return layer.mvm(weight, x, layer.generator, bound_management=True)
 
