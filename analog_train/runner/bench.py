@@ -1,21 +1,19 @@
-"""``analog-train bench``: seconds per 60k training samples of the FC network, per algorithm, in one process.
+"""``analog-train bench``: seconds per 60k training samples of the FC network, per algorithm, and ratios to fp.
 
-All algorithms run back to back on the same data in the same process, and the reference (``fp``)
-is timed again between every two cases: each case's ratio divides its time by the mean of the
-reference timings just before and just after it. On a shared, noisy machine the speed drifts by
-tens of percent within a minute; a neighbouring reference cancels that drift to first order,
-where one reference timing at the start and one at the end did not. The reference trains
-``REFERENCE_EPOCHS`` epochs on the same samples, so that its timings span about as many seconds
-as an analog case: one epoch of ``fp`` lasts about a second, short enough for a burst of load on
-a shared machine to move it by half. Each run first trains on ``WARMUP_SAMPLES`` samples
-untimed, and every compiled kernel is loaded before the first case, so that one-time costs do
-not count against a per-sample rate.
+Each case trains side by side with the reference (``fp``, the first case) in one process, on the
+same samples in the same order: the two alternate in blocks of ``BLOCK_BATCHES`` mini-batches,
+and a case's ratio is its time over the reference's time in the blocks in between. On a shared
+machine the speed drifts by tens of percent within seconds to minutes (fp alone measured
+5.9-14.6 s per 60k samples within one session); blocks of a fraction of a second see the same
+drift, where a reference timed before and after a case of a minute often did not. The steps are
+the training loop's own (:func:`~analog_train.runner.train.train_step`); before the timing each
+model trains ``WARMUP_SAMPLES`` samples and every compiled kernel is loaded, so that one-time
+costs do not count against a per-sample rate.
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import time
 from typing import Optional
 
 import torch
@@ -24,11 +22,12 @@ from omegaconf import DictConfig
 from analog_train.algorithms import transfer_kernel
 from analog_train.config import compose_config, validate
 from analog_train.crossbar import mvm_kernel
+from analog_train.data import Dataset, load_dataset
 from analog_train.devices import kernels
-from analog_train.runner.train import train
+from analog_train.runner.train import build_network, derived_seed, make_optimizer, train_step
 
 WARMUP_SAMPLES = 200
-REFERENCE_EPOCHS = 5  # epochs of the reference case per timing
+BLOCK_BATCHES = 50  # mini-batches of one configuration between switches
 
 # (label, overrides): the configurations the benchmark times.
 CASES: list[tuple[str, list[str]]] = [
@@ -42,10 +41,10 @@ CASES: list[tuple[str, list[str]]] = [
 
 
 def bench_config(overrides: list[str], samples: int, batch_size: int, threads: Optional[int],
-                 data_root: Optional[str], epochs: int = 1) -> DictConfig:
+                 data_root: Optional[str]) -> DictConfig:
     common = [
         "data=mnist", f"data.train_subset={samples}", "data.test_subset=1000", f"data.batch_size={batch_size}",
-        f"train.epochs={epochs}", "progress=false", "device=softbounds",
+        "train.epochs=1", "progress=false", "device=softbounds",
     ]
     if threads:
         common.append(f"threads={threads}")
@@ -56,38 +55,67 @@ def bench_config(overrides: list[str], samples: int, batch_size: int, threads: O
     return cfg
 
 
+class _Session:
+    """One configuration's model and optimizer, trained a block of mini-batches at a time."""
+
+    def __init__(self, cfg: DictConfig, dataset: Dataset) -> None:
+        torch.manual_seed(derived_seed(cfg.seed, 0, 0))
+        self.model = build_network(cfg, dataset)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.x, self.y = dataset.train_x, dataset.train_y
+        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 4)))
+        self.batches = list(order.split(cfg.data.batch_size))
+        self.done = 0  # mini-batches trained, the order wraps around
+        self.seconds = 0.0  # time of the timed blocks
+
+    def run(self, n: int, timed: bool = True) -> None:
+        start = time.perf_counter()
+        for _ in range(n):
+            idx = self.batches[self.done % len(self.batches)]
+            train_step(self.model, self.optimizer, self.x[idx], self.y[idx])
+            self.done += 1
+        if timed:
+            self.seconds += time.perf_counter() - start
+
+
 def run_benchmark(samples: int = 6000, batch_size: int = 10, exact: bool = True, threads: Optional[int] = None,
                   data_root: Optional[str] = None, cases: Optional[list[tuple[str, list[str]]]] = None) -> dict[str, float]:
-    """Time each case; print s/60k samples as they finish, then the ratios to the reference; return the seconds.
+    """Time each case against the reference; print s/60k samples as they finish, then the ratios.
 
-    The first case is the reference; it runs ``REFERENCE_EPOCHS`` epochs before, between and after
-    the others, and its timings are returned as ``"<label>"``, ``"<label> (2)"``, ``"<label> (3)"``, ...
+    Returns the seconds per 60k samples of every case and, as ``"<reference> (with <label>)"``,
+    of the reference in the blocks alternating with it.
     """
     cases = cases or [c for c in CASES if exact or "exact" not in c[0]]
     (ref_label, ref_overrides), others = cases[0], cases[1:]
-    seconds: dict[str, float] = {}
-    ratios: dict[str, float] = {}
+    n_batches = max(1, samples // batch_size)
+    warm_batches = max(1, WARMUP_SAMPLES // batch_size)
+    per_60k = 60000 / (n_batches * batch_size)
+    if threads:
+        torch.set_num_threads(threads)
     print(f"FC 784-256-128-10 on {samples} MNIST samples, batch {batch_size}, torch threads "
-          f"{torch.get_num_threads() if not threads else threads}; {ref_label}: {REFERENCE_EPOCHS} epochs per timing")
+          f"{torch.get_num_threads()}; each case alternates with {ref_label} in blocks of {BLOCK_BATCHES} mini-batches")
     kernels.warm_up()
     transfer_kernel.warm_up()
     mvm_kernel.warm_up()
-    with tempfile.TemporaryDirectory() as tmp:
-        def timed(label: str, overrides: list[str], epochs: int = 1) -> float:
-            name = label.replace(" ", "_").replace("(", "").replace(")", "")
-            train(bench_config(overrides, WARMUP_SAMPLES, batch_size, threads, data_root), Path(tmp) / f"{name}_warmup")
-            result = train(bench_config(overrides, samples, batch_size, threads, data_root, epochs), Path(tmp) / name)
-            seconds[label] = result.summary["seconds_per_60k_samples"]
-            print(f"  {label:<14} {seconds[label]:9.1f} s / 60k samples", flush=True)
-            return seconds[label]
-
-        before = timed(ref_label, ref_overrides, REFERENCE_EPOCHS)
-        for k, (label, overrides) in enumerate(others, start=2):
-            own = timed(label, overrides)
-            after = timed(f"{ref_label} ({k})", ref_overrides, REFERENCE_EPOCHS)
-            ratios[label] = own / (0.5 * (before + after))
-            before = after
-    print(f"ratios to {ref_label} (each to the mean of the {ref_label} timings just before and after it):")
+    ref_cfg = bench_config(ref_overrides, samples, batch_size, threads, data_root)
+    dataset = load_dataset(ref_cfg.data)
+    seconds: dict[str, float] = {}
+    ratios: dict[str, float] = {}
+    for label, overrides in others:
+        ref = _Session(ref_cfg, dataset)
+        case = _Session(bench_config(overrides, samples, batch_size, threads, data_root), dataset)
+        for session in (ref, case):
+            session.run(warm_batches, timed=False)
+        while case.done - warm_batches < n_batches:
+            n = min(BLOCK_BATCHES, n_batches - (case.done - warm_batches))
+            ref.run(n)
+            case.run(n)
+        seconds[label] = case.seconds * per_60k
+        seconds[f"{ref_label} (with {label})"] = ref.seconds * per_60k
+        ratios[label] = case.seconds / ref.seconds
+        print(f"  {label:<14} {seconds[label]:9.1f} s / 60k samples   {ref_label} alongside "
+              f"{seconds[f'{ref_label} (with {label})']:6.1f} s   {ratios[label]:6.2f} x {ref_label}", flush=True)
+    print(f"ratios to {ref_label} (each to the {ref_label} blocks alternating with it):")
     for label, _ in others:
         print(f"  {label:<14} {ratios[label]:6.2f} x {ref_label}")
     return seconds

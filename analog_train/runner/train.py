@@ -66,6 +66,27 @@ def build_network(cfg: DictConfig, dataset: Dataset, population: int = 1) -> nn.
     return model.to(torch_device)
 
 
+def make_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """torch's SGD for ``fp``, else AnalogSGD (digital SGD for the biases, pulses for the analog layers)."""
+    if cfg.algo.name == "fp":
+        return torch.optim.SGD(model.parameters(), lr=cfg.train.lr)
+    return AnalogSGD(model, lr=cfg.train.lr)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One mini-batch: forward, loss, backward, optimizer step. Returns the loss per replica; when it
+    is not finite, nothing is stepped."""
+    out = model(x)
+    p = out.shape[0]
+    loss = F.nll_loss(out.reshape(-1, out.shape[-1]), y.repeat(p)) * p
+    loss_value = loss.item() / p
+    if math.isfinite(loss_value):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return loss_value
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, train: Any) -> torch.optim.lr_scheduler.LRScheduler:
     if train.lr_schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.lr_step_epochs), gamma=train.lr_gamma)
@@ -158,11 +179,7 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
     train_x, train_y = dataset.train_x.to(device), dataset.train_y.to(device)
     test_x, test_y = dataset.test_x.to(device), dataset.test_y.to(device)
     model = build_network(cfg, dataset)
-    optimizer: torch.optim.Optimizer
-    if cfg.algo.name == "fp":
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.train.lr)
-    else:
-        optimizer = AnalogSGD(model, lr=cfg.train.lr)
+    optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(optimizer, cfg.train)
     order_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 4))
 
@@ -181,17 +198,11 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
             bar = tqdm(range(0, len(perm), batch_size), desc=f"epoch {epoch}", disable=not show_progress, leave=False)
             for start in bar:
                 idx = perm[start:start + batch_size]
-                out = model(train_x[idx])
-                p = out.shape[0]
-                loss = F.nll_loss(out.reshape(-1, out.shape[-1]), train_y[idx].repeat(p)) * p
-                loss_value = loss.item()
+                loss_value = train_step(model, optimizer, train_x[idx], train_y[idx])
                 if not math.isfinite(loss_value):
                     status, reason = "diverged", f"non-finite training loss ({loss_value}) in epoch {epoch}"
                     break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss_value / p
+                loss_sum += loss_value
                 n_batches += 1
                 samples_seen += len(idx)
                 stop.check()
