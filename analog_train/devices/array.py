@@ -24,8 +24,25 @@ from analog_train.devices.parameters import draw_common, granularity, resolve_re
 SPARSE_FRACTION = 0.5
 
 
+class _StateTensor:
+    """A state tensor of a :class:`DeviceArray` (``g``, ``w_noise``): setting it drops the kept visible weight."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, array: Any, owner: type | None = None) -> Any:
+        return self if array is None else getattr(array, self.slot)
+
+    def __set__(self, array: Any, value: Tensor) -> None:
+        setattr(array, self.slot, value)
+        array._visible = None
+
+
 class DeviceArray:
     """A ``(P, out, in)`` array of devices of one family."""
+
+    g = _StateTensor()  # conductance of every device, (P, out, in)
+    w_noise = _StateTensor()  # write noise of every device (zeros without write noise), (P, out, in)
 
     def __init__(
         self,
@@ -90,27 +107,6 @@ class DeviceArray:
         if self._kernel_rows is not None:  # the reads of apply_masks subtract it per device
             self._ref_flat = self.ref.expand(self.shape).reshape(-1).contiguous().numpy()
         self._numpy_views = kernels.NumpyViews()  # kernel_state's views of g, w_noise, pulse_count
-
-    # -- state: setting the conductance or the write noise drops the kept visible weight ----------
-    @property
-    def g(self) -> Tensor:
-        """Conductance of every device, ``(P, out, in)``."""
-        return self._g
-
-    @g.setter
-    def g(self, value: Tensor) -> None:
-        self._g = value
-        self._visible = None
-
-    @property
-    def w_noise(self) -> Tensor:
-        """Write noise of every device (zeros without write noise), ``(P, out, in)``."""
-        return self._w_noise
-
-    @w_noise.setter
-    def w_noise(self, value: Tensor) -> None:
-        self._w_noise = value
-        self._visible = None
 
     # -- reading ---------------------------------------------------------------------------------
     @property
