@@ -109,9 +109,14 @@ def test_buffer_increment_is_lr_scale_times_chopper_times_read_minus_reference()
         torch.testing.assert_close(alg.H[..., k], expected)
 
 
-def test_random_chopper_flip_frequency_is_in_chop_prob():
+@pytest.mark.parametrize("kernels_on", [True, False])
+def test_random_chopper_flip_frequency_is_in_chop_prob(monkeypatch, kernels_on):
+    """Drawn by the fused kernel (compiled path) or by torch (the steps)."""
+    if not kernels_on:
+        monkeypatch.setenv("ANALOG_TRAIN_KERNELS", "0")
     p, reads = 0.3, 2000
     alg = build("cttv2", shape=(2, 5), population=4, in_chop_prob=p)
+    assert alg._fused == kernels_on
     flips = 0
     for _ in range(reads // 5):
         before = alg.c_in.clone()

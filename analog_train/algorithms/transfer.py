@@ -78,7 +78,6 @@ class Reads:
         return self.table.shape[1]
 
 
-_NO_FLIPS_IN = np.zeros((0, 0), dtype=np.bool_)  # fused_update's "no random chopper flips in this batch"
 _NO_FLIPS_OUT = np.zeros((0, 0, 0), dtype=np.bool_)
 
 
@@ -176,10 +175,11 @@ class TransferCompound(AnalogAlgorithm):
 
     def update(self, x: Tensor, d: Tensor, lr: float) -> None:
         reads = self._schedule(x.shape[1])
-        random_in = self._random_in_flips(len(reads))
+        fused = self._fused and len(reads) and reads.n_phases == 1
+        random_in = None if fused else self._random_in_flips(len(reads))  # the fused kernel draws its own
         flips_out = self._out_chopper_flips(reads)
-        if self._fused and len(reads) and reads.n_phases == 1:
-            values = self._update_fused(x, d, lr, reads, random_in, flips_out)
+        if fused:
+            values = self._update_fused(x, d, lr, reads, flips_out)
         else:
             values = self._update_steps(x, d, lr, reads, self._in_chopper_flips(reads, random_in), flips_out)
         self.samples += x.shape[1]
@@ -218,13 +218,13 @@ class TransferCompound(AnalogAlgorithm):
         """The buffer increment per unit read and tile size, before dividing by A's granularity."""
         return lr * self.cfg.transfer_every / (self.cfg.auto_granularity * self.cfg.buffer_granularity)
 
-    def _update_fused(self, x: Tensor, d: Tensor, lr: float, reads: Reads, random_in: Tensor | None,
-                      flips_out: Tensor | None) -> Tensor:
+    def _update_fused(self, x: Tensor, d: Tensor, lr: float, reads: Reads, flips_out: Tensor | None) -> Tensor:
         """The whole mini-batch in one compiled call (CPU, A and C on the kernels, distinct reads).
 
         :func:`.transfer_kernel.fused_update` runs the steps of :meth:`_update_steps` in the same
-        order, the regular chopper flips included; on this path their ~100 small tensor and numpy
-        operations per layer and batch cost more than the device updates. Returns the reads.
+        order, the input chopper flips included (the random ones from its own generator); on this
+        path their ~100 small tensor and numpy operations per layer and batch cost more than the
+        device updates. Returns the reads.
         """
         cfg = self.cfg
         if not cfg.auto_scale:
@@ -235,7 +235,7 @@ class TransferCompound(AnalogAlgorithm):
         sample, col, passes, size = reads.table[:4]
         v = transfer_kernel.fused_update(
             x.contiguous().numpy(), d.contiguous().numpy(), views(self.c_in), views(self.c_out),
-            sample, col, passes, size, self.flip_period, _NO_FLIPS_IN if random_in is None else random_in.numpy(),
+            sample, col, passes, size, self.flip_period, self.flip_prob,
             _NO_FLIPS_OUT if flips_out is None else np.ascontiguousarray(flips_out.numpy()),
             auto_scale, views(self.m_x), views(self.m_d), keep, eta_max, views(self.eta_a), views(self.A.eps), update,
             self.A.kernel_state(), (self.A.mult_noise, self.A.has_write_noise), self._transfer_scale(lr),

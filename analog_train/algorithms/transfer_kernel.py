@@ -201,14 +201,14 @@ def chop_outputs(d, c_out, sample, flips):
 
 
 @njit(cache=True, error_model="numpy")
-def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flip_period, random_flips, flips_out, auto_scale, m_x,
+def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flip_period, flip_prob, flips_out, auto_scale, m_x,
                  m_d, keep, eta_max, eta_a, eps, update, a_state, a_flags, scale, first_write_pass, h, rule, run_mean,
                  past_mean, switched, beta, blt, forget, momentum, read, c_state, c_flags, seed):
     """One mini-batch of a transfer algorithm on the CPU, start to end, for distinct read columns.
 
     The steps of ``TransferCompound.update`` in order: choppers (:func:`chop_inputs`,
     :func:`chop_outputs`; an input chopper flips after a read in the last of every ``flip_period``
-    passes, 0: never, and where ``random_flips (P, R)`` is set, empty: never), ``eta_A``
+    passes, 0: never, and with probability ``flip_prob``), ``eta_A``
     (``auto_scale``: :func:`auto_scale_lr` into ``eta_a``; else ``eta_a`` as given), the pulse
     trains of A (``update``: desired BL, um_grad_scale, update and BL management) and their
     application with the column reads after each read's sample (``a_state``: flat g, write noise,
@@ -220,10 +220,12 @@ def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flip_period, ran
     n_in = x.shape[2]
     n_r = col.shape[0]
     flips = np.zeros((n_p, n_r), dtype=np.bool_)
+    flip_seed = kernels.key(seed, 0, 5)
     for p in range(n_p):
         for r in range(n_r):
             regular = flip_period > 0 and passes[r] % flip_period == flip_period - 1
-            flips[p, r] = regular or (random_flips.shape[0] > 0 and random_flips[p, r])
+            drawn = flip_prob > 0.0 and kernels.uniform(kernels.key(flip_seed, p * n_r + r, 0)) < flip_prob
+            flips[p, r] = regular or drawn
     xc, sign_in = chop_inputs(x, c_in, sample, col, flips)
     dc, sign_out = chop_outputs(d, c_out, sample, flips_out)
     if auto_scale:

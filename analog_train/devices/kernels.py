@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import weakref
 
 import numba
 import numpy as np
@@ -98,7 +99,7 @@ _P_LOW = 0.02425
 
 
 @_inline
-def _uniform(bits):
+def uniform(bits):
     """A uniform in (0, 1) from the 64 random ``bits`` of :func:`key` (53 of them, after one more mix)."""
     return ((_hash(bits) >> _S11) + 0.5) * _TO_UNIT
 
@@ -126,7 +127,7 @@ def _quantile(u):
 @_inline
 def normal(bits):
     """One standard normal for the 64 random ``bits`` of :func:`key`: the quantile of a uniform in (0, 1)."""
-    return _quantile(_uniform(bits))
+    return _quantile(uniform(bits))
 
 
 @_inline
@@ -307,7 +308,7 @@ LANE_EXACT = 2  # near a bound (_lanes_near), or a train of BINARY_TRAIN pulses 
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def _lanes(n, g, params, n_up, n_dn, uniform, mult, out, mean, sd, status):
+def _lanes(n, g, params, n_up, n_dn, uniforms, mult, out, mean, sd, status):
     """:func:`_apply_one` for ``n`` gathered devices, with no branch, call or integer conversion in the
     loop, so that the compiler vectorises it (4 devices per AVX2 instruction).
 
@@ -317,7 +318,7 @@ def _lanes(n, g, params, n_up, n_dn, uniform, mult, out, mean, sd, status):
     :func:`_apply_gathered` (``LANE_*``).
     """
     for t in range(n):
-        nu, nd, g0, u = n_up[t], n_dn[t], g[t], uniform[t]
+        nu, nd, g0, u = n_up[t], n_dn[t], g[t], uniforms[t]
         a_up, a_dn, bmin, bmax = params[0, t], params[1, t], params[2, t], params[3, t]
         c2c, s_up, s_dn = params[4, t], params[5, t], params[6, t]
         n1 = np.floor(0.5 * nu)
@@ -335,10 +336,10 @@ def _lanes(n, g, params, n_up, n_dn, uniform, mult, out, mean, sd, status):
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def _lanes_near(n, g, params, n_up, n_dn, uniform, mult, out, redo):
+def _lanes_near(n, g, params, n_up, n_dn, uniforms, mult, out, redo):
     """:func:`_phases_near_bound` for ``n`` gathered devices, vectorised as :func:`_lanes`.
 
-    ``uniform (3, n)``: the uniforms of the three phases' Gaussians. Marks in ``redo`` the devices
+    ``uniforms (3, n)``: the uniforms of the three phases' Gaussians. Marks in ``redo`` the devices
     whose result does not hold (a phase with pulses and its Gaussian in the tails, or a train of
     ``BINARY_TRAIN`` pulses or more).
     """
@@ -349,17 +350,17 @@ def _lanes_near(n, g, params, n_up, n_dn, uniform, mult, out, redo):
         n1 = np.floor(0.5 * nu)
         n3 = nu - n1
         power, total = _binary_geometric(n1, s_up)
-        gg = _phase(gg, a_up, s_up, s_up, n1, power, total, c2c, bmin, bmax, mult, _central_quantile(uniform[0, t]),
+        gg = _phase(gg, a_up, s_up, s_up, n1, power, total, c2c, bmin, bmax, mult, _central_quantile(uniforms[0, t]),
                     True)
         power, total = _binary_geometric(nd, -s_dn)
-        gg = _phase(gg, a_dn, s_dn, -s_dn, nd, power, total, c2c, bmin, bmax, mult, _central_quantile(uniform[1, t]),
+        gg = _phase(gg, a_dn, s_dn, -s_dn, nd, power, total, c2c, bmin, bmax, mult, _central_quantile(uniforms[1, t]),
                     False)
         power, total = _binary_geometric(n3, s_up)
-        gg = _phase(gg, a_up, s_up, s_up, n3, power, total, c2c, bmin, bmax, mult, _central_quantile(uniform[2, t]),
+        gg = _phase(gg, a_up, s_up, s_up, n3, power, total, c2c, bmin, bmax, mult, _central_quantile(uniforms[2, t]),
                     True)
         out[t] = gg
-        redo[t] = ((n1 > 0.0) & _in_tail(uniform[0, t])) | ((nd > 0.0) & _in_tail(uniform[1, t])) | \
-            ((n3 > 0.0) & _in_tail(uniform[2, t])) | (nu >= BINARY_TRAIN) | (nd >= BINARY_TRAIN)
+        redo[t] = ((n1 > 0.0) & _in_tail(uniforms[0, t])) | ((nd > 0.0) & _in_tail(uniforms[1, t])) | \
+            ((n3 > 0.0) & _in_tail(uniforms[2, t])) | (nu >= BINARY_TRAIN) | (nd >= BINARY_TRAIN)
 
 
 PREFETCH_AHEAD = 16  # devices: how far ahead _apply_gathered asks for the parameter rows it will read
@@ -404,8 +405,8 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
     them with :func:`_lanes_near`; scatters the results and finishes what is left, with the same
     random numbers as :func:`_apply_at` (streams ``stream`` to ``stream + 4``).
     """
-    index, n_up, n_dn, lg, params, uniform, out, mean, sd, status = lane[:10]
-    near, near_g, near_params, near_up, near_dn, near_uniform, near_out, redo = lane[10:]
+    index, n_up, n_dn, lg, params, uniforms, out, mean, sd, status = lane[:10]
+    near, near_g, near_params, near_up, near_dn, near_uniforms, near_out, redo = lane[10:]
     for t in range(m):  # one device at a time: its row of parameters is half a cache line
         _prefetch_row(rows, index[min(t + PREFETCH_AHEAD, m - 1)])
         i = index[t]
@@ -413,8 +414,8 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
         for f in range(LANE_PARAMS):
             params[f, t] = rows[i, f]
     for t in range(m):
-        uniform[t] = _uniform(key(seed, index[t], stream))
-    _lanes(m, lg, params, n_up, n_dn, uniform, mult, out, mean, sd, status)
+        uniforms[t] = uniform(key(seed, index[t], stream))
+    _lanes(m, lg, params, n_up, n_dn, uniforms, mult, out, mean, sd, status)
     n_near = 0
     for t in range(m):  # every device is written, the count advances past those near a bound
         near[n_near] = t
@@ -424,11 +425,11 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
             t = near[k]
             near_g[k], near_up[k], near_dn[k] = lg[t], n_up[t], n_dn[t]
             for phase in range(3):
-                near_uniform[phase, k] = _uniform(key(seed, index[t], stream + 2 + phase))
+                near_uniforms[phase, k] = uniform(key(seed, index[t], stream + 2 + phase))
         for f in range(LANE_PARAMS):
             for k in range(n_near):
                 near_params[f, k] = params[f, near[k]]
-        _lanes_near(n_near, near_g, near_params, near_up, near_dn, near_uniform, mult, near_out, redo)
+        _lanes_near(n_near, near_g, near_params, near_up, near_dn, near_uniforms, mult, near_out, redo)
         for k in range(n_near):
             if not redo[k]:
                 out[near[k]] = near_out[k]
@@ -438,7 +439,7 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
         if status[t] == LANE_DONE:
             g[i] = out[t]
         elif status[t] == LANE_TAIL:
-            g[i] = min(max(mean[t] + sd[t] * _quantile(uniform[t]), params[2, t]), params[3, t])
+            g[i] = min(max(mean[t] + sd[t] * _quantile(uniforms[t]), params[2, t]), params[3, t])
         else:
             g[i] = _apply_one(lg[t], rows, i, n_up[t], n_dn[t], mult, seed, stream)
         _count_and_rewrite(i, n_up[t] + n_dn[t], w_noise, pulse_count, rows, seed, write_noise, stream)
@@ -746,10 +747,14 @@ def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noi
 
 
 def match_torch_threads() -> None:
-    """Run the parallel kernels on as many threads as torch (``threads=1`` in a parallel sweep means 1)."""
-    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() != threads:
-        numba.set_num_threads(threads)
+    """Run the parallel kernels on as many threads as torch (``threads=1`` in a parallel sweep means 1).
+
+    Sets numba's count (per thread, as numba keeps it) only when torch's changed since the last call.
+    """
+    threads = torch.get_num_threads()
+    if getattr(_matched, "threads", None) != threads:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        _matched.threads = threads
 
 
 def warm_up() -> None:
@@ -798,19 +803,24 @@ def enabled() -> bool:
     return os.environ.get("ANALOG_TRAIN_KERNELS", "1") != "0"
 
 
-_seed_scratch = threading.local()  # per thread: a 0-d int64 tensor and its numpy view
+SEED_BLOCK = 64  # kernel seeds drawn from a generator per torch call
+_seed_blocks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # generator -> [initial seed, seeds, used]
+_matched = threading.local()  # per thread: the torch thread count the kernels were last set to
 
 
 def draw_seed(generator: torch.Generator) -> np.uint64:
     """A kernel seed from the run's generator, so that a run's seed fixes its noise.
 
-    One torch call (``random_``: 63 random bits at half the cost of ``torch.randint``) into a kept
-    tensor, read back through numpy: a mini-batch draws eight or nine seeds, and each torch call
-    costs tens of microseconds when a kernel has just left the caches cold.
+    Drawn ``SEED_BLOCK`` at a time: a mini-batch of the FC network takes eight seeds, and right
+    after a kernel has left the caches cold one torch call costs ~60 us. The seeds are those that
+    drawing one at a time would give; only their interleaving with the generator's other draws
+    differs. A generator reseeded with another seed starts a new block; reseeded with the same
+    seed, it continues the block.
     """
-    scratch = getattr(_seed_scratch, "value", None)
-    if scratch is None:
-        tensor = torch.empty((), dtype=torch.int64)
-        scratch = _seed_scratch.value = (tensor, tensor.numpy())
-    scratch[0].random_(generator=generator)
-    return np.uint64(scratch[1][()])
+    entry = _seed_blocks.get(generator)
+    if entry is None or entry[2] == SEED_BLOCK or entry[0] != generator.initial_seed():
+        # random_ on int64: 63 random bits at half the cost of torch.randint
+        block = torch.empty(SEED_BLOCK, dtype=torch.int64).random_(generator=generator).numpy().astype(np.uint64)
+        entry = _seed_blocks[generator] = [generator.initial_seed(), block, 0]
+    entry[2] += 1
+    return entry[1][entry[2] - 1]
