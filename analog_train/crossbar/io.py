@@ -136,7 +136,7 @@ class AnalogMVM:
         c = self.periphery
         if c is None:
             return torch.matmul(x, weight.transpose(-1, -2))
-        n_p, n_b, n_in = x.shape
+        n_in = x.shape[-1]
         tiles = self._tiles.get(n_in)
         if tiles is None:
             bounds = _tile_bounds(n_in, self.io.max_input_size)
