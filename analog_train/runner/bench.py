@@ -5,10 +5,10 @@ same samples in the same order: the two alternate in blocks of ``BLOCK_BATCHES``
 and a case's ratio is its time over the reference's time in the blocks in between. On a shared
 machine the speed drifts by tens of percent within seconds to minutes (fp alone measured
 5.9-14.6 s per 60k samples within one session); blocks of a fraction of a second see the same
-drift, where a reference timed before and after a case of a minute often did not. The steps are
-the training loop's own (:func:`~analog_train.runner.train.train_step`); before the timing each
-model trains ``WARMUP_SAMPLES`` samples and every compiled kernel is loaded, so that one-time
-costs do not count against a per-sample rate.
+drift, where a reference timed before and after a case of a minute often did not. Model,
+optimizer and steps are the training loop's own (``train.build_trainable``, ``train.train_step``);
+before the timing each model trains ``WARMUP_SAMPLES`` samples and every compiled kernel is
+loaded, so that one-time costs do not count against a per-sample rate.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from analog_train.config import compose_config, validate
 from analog_train.crossbar import mvm_kernel
 from analog_train.data import Dataset, load_dataset
 from analog_train.devices import kernels
-from analog_train.runner.train import build_network, derived_seed, make_optimizer, train_step
+from analog_train.runner.train import build_trainable, derived_seed, train_step
 
 WARMUP_SAMPLES = 200
 BLOCK_BATCHES = 50  # mini-batches of one configuration between switches
@@ -60,8 +60,7 @@ class _Session:
 
     def __init__(self, cfg: DictConfig, dataset: Dataset) -> None:
         torch.manual_seed(derived_seed(cfg.seed, 0, 0))
-        self.model = build_network(cfg, dataset)
-        self.optimizer = make_optimizer(cfg, self.model)
+        self.model, self.optimizer = build_trainable(cfg, dataset)
         self.x, self.y = dataset.train_x, dataset.train_y
         order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 4)))
         self.batches = list(order.split(cfg.data.batch_size))

@@ -66,11 +66,13 @@ def build_network(cfg: DictConfig, dataset: Dataset, population: int = 1) -> nn.
     return model.to(torch_device)
 
 
-def make_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """torch's SGD for ``fp``, else AnalogSGD (digital SGD for the biases, pulses for the analog layers)."""
+def build_trainable(cfg: DictConfig, dataset: Dataset) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The configured network and its optimizer: torch's SGD for ``fp``, else AnalogSGD (digital SGD
+    for the biases, pulses for the analog layers). The training loop and the benchmark share it."""
+    model = build_network(cfg, dataset)
     if cfg.algo.name == "fp":
-        return torch.optim.SGD(model.parameters(), lr=cfg.train.lr)
-    return AnalogSGD(model, lr=cfg.train.lr)
+        return model, torch.optim.SGD(model.parameters(), lr=cfg.train.lr)
+    return model, AnalogSGD(model, lr=cfg.train.lr)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -178,8 +180,7 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
     device = torch.device(cfg.torch_device)
     train_x, train_y = dataset.train_x.to(device), dataset.train_y.to(device)
     test_x, test_y = dataset.test_x.to(device), dataset.test_y.to(device)
-    model = build_network(cfg, dataset)
-    optimizer = make_optimizer(cfg, model)
+    model, optimizer = build_trainable(cfg, dataset)
     scheduler = make_scheduler(optimizer, cfg.train)
     order_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 4))
 
