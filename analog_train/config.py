@@ -25,9 +25,6 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 DEVICE_FAMILIES = ("constant_step", "linear_step", "soft_bounds", "pow_step", "exp_step", "piecewise_step")
 ALGORITHMS = ("fp", "sgd", "ttv2", "cttv2", "agad")
 ANALOG_ALGORITHMS = ("sgd", "ttv2", "cttv2", "agad")
-MODELS = ("fc",)
-DATASETS = ("mnist", "fashion_mnist", "digits")
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
 
 
 class ConfigError(ValueError):
@@ -160,14 +157,9 @@ class AlgoConfig:
 
 
 @dataclass
-class ModelConfig:
-    name: str = "fc"
-    hidden: list[int] = field(default_factory=lambda: [256, 128])
-    activation: str = "sigmoid"
-
-
-@dataclass
 class DataConfig:
+    """An image data set (classification); ``name`` is one of :data:`analog_train.data.CATALOG`."""
+
     name: str = "mnist"
     root: Optional[str] = None
     download: bool = True
@@ -178,6 +170,20 @@ class DataConfig:
 
 
 @dataclass
+class TextDataConfig:
+    """A character corpus (next-character prediction with truncated BPTT)."""
+
+    name: str = "war_and_peace"
+    root: Optional[str] = None
+    test_fraction: float = 0.1  # the last part of the text tests
+    train_subset: Optional[int] = None  # characters
+    test_subset: Optional[int] = None
+    seq_len: int = 100  # characters per chunk (backpropagation through time)
+    batch_size: int = 32  # parallel streams of the training text
+    test_batch_size: int = 32  # parallel streams of the test text
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     lr: float = 0.1
@@ -185,6 +191,7 @@ class TrainConfig:
     lr_step_epochs: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
     max_train_seconds: Optional[float] = None
+    clip_grad_norm: Optional[float] = None  # of the digital parameters' gradients (null: no clipping)
 
 
 @dataclass
@@ -226,8 +233,8 @@ EXPERIMENTS = ("train", "weight_programming", "asymmetry", "toy_mechanism")
 class Config:
     algo: AlgoConfig = MISSING
     device: DeviceConfig = MISSING
-    model: ModelConfig = MISSING
-    data: DataConfig = MISSING
+    model: Any = MISSING  # the schema of model.name (nn.models registry), checked by validate
+    data: Any = MISSING  # DataConfig or TextDataConfig, by the data set's kind
     io: IOConfig = MISSING
     update: UpdateConfig = field(default_factory=UpdateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -254,8 +261,8 @@ def register_configs() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(group="algo", name="algo_schema", node=AlgoConfig)
     cs.store(group="device", name="device_schema", node=DeviceConfig)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="data", name="text_data_schema", node=TextDataConfig)
     cs.store(group="io", name="io_schema", node=IOConfig)
 
 
@@ -365,20 +372,51 @@ def validate_algo_device(algo: Any, dev: Any, prefix: str = "algo") -> None:
             "(device.one_sided=false), one-sided devices only with algo=sgd or fp")
 
 
-def validate_model(model: Any, prefix: str = "model") -> None:
-    _check(model.name in MODELS, f"{prefix}.name", model.name, f"must be one of {', '.join(MODELS)}")
-    _check(model.activation in ACTIVATIONS, f"{prefix}.activation", model.activation,
-           f"must be one of {', '.join(ACTIVATIONS)}")
-    _check(all(h >= 1 for h in model.hidden), f"{prefix}.hidden", list(model.hidden), "layer sizes must be >= 1")
+def _typed(node: Any, schema: type, prefix: str) -> Any:
+    """``node`` merged onto ``schema``: unknown keys and wrong types become one-line ConfigErrors."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), node)
+    except Exception as err:  # omegaconf's ValidationError / ConfigKeyError / ConfigTypeError
+        key = getattr(err, "full_key", "") or ""
+        raise ConfigError(f"{prefix}.{key}: {getattr(err, 'msg', str(err)).splitlines()[0]}") from None
 
 
 def validate_data(data: Any, prefix: str = "data") -> None:
-    _check(data.name in DATASETS, f"{prefix}.name", data.name, f"must be one of {', '.join(DATASETS)}")
+    # The catalog lives with the loaders; imported here, where a run is checked, not at import time.
+    from analog_train.data.catalog import CATALOG
+
+    _check(data.name in CATALOG, f"{prefix}.name", data.name, f"must be one of {', '.join(CATALOG)}")
+    text = CATALOG[data.name].kind == "text"
+    data = _typed(data, TextDataConfig if text else DataConfig, prefix)
     _check(data.batch_size >= 1, f"{prefix}.batch_size", data.batch_size, "must be an integer >= 1")
     _check(data.test_batch_size >= 1, f"{prefix}.test_batch_size", data.test_batch_size, "must be an integer >= 1")
     for name in ("train_subset", "test_subset"):
         v = getattr(data, name)
         _check(v is None or v >= 1, f"{prefix}.{name}", v, "must be >= 1 or null (all samples)")
+    if text:
+        _check(data.seq_len >= 1, f"{prefix}.seq_len", data.seq_len, "must be an integer >= 1")
+        _check(_finite(data.test_fraction) and 0 < data.test_fraction < 1, f"{prefix}.test_fraction",
+               data.test_fraction, "must be in (0, 1)")
+
+
+def validate_model(model: Any, data: Any = None, prefix: str = "model") -> None:
+    """``model`` against the schema its ``name`` registered (:mod:`analog_train.nn.models`), and against the data."""
+    from analog_train.data.catalog import CATALOG
+    from analog_train.nn.models import MODELS, DataSpec, ModelSchemaError
+
+    _check(model.name in MODELS, f"{prefix}.name", model.name, f"must be one of {', '.join(MODELS)}")
+    entry = MODELS[model.name]
+    typed = OmegaConf.to_object(_typed(model, entry.schema, prefix))
+    info = CATALOG.get(data.name) if data is not None else None
+    if info is not None and info.kind != entry.data_kind:
+        fits = [name for name, other in CATALOG.items() if other.kind == entry.data_kind]
+        raise ConfigError(f"{prefix}.name={model.name}: reads {entry.data_kind} data, data.name={data.name} is "
+                          f"{info.kind} data (use data={' or data='.join(fits)})")
+    spec = DataSpec(info.kind, info.n_classes, info.input_shape) if info is not None and info.kind == "image" else None
+    try:
+        typed.check(prefix, spec)
+    except ModelSchemaError as err:
+        raise ConfigError(str(err)) from None
 
 
 def validate_train(train: Any, prefix: str = "train") -> None:
@@ -391,6 +429,8 @@ def validate_train(train: Any, prefix: str = "train") -> None:
            "epochs must be >= 1")
     _check(train.max_train_seconds is None or train.max_train_seconds > 0, f"{prefix}.max_train_seconds",
            train.max_train_seconds, "must be > 0 or null")
+    _check(train.clip_grad_norm is None or (_finite(train.clip_grad_norm) and train.clip_grad_norm > 0),
+           f"{prefix}.clip_grad_norm", train.clip_grad_norm, "must be > 0 or null (no clipping)")
 
 
 def validate_experiment(exp: Any, prefix: str = "experiment") -> None:
@@ -411,7 +451,6 @@ VALIDATORS: dict[str, Callable[[Any, str], None]] = {
     "io": validate_io,
     "update": validate_update,
     "algo": validate_algo,
-    "model": validate_model,
     "data": validate_data,
     "train": validate_train,
     "experiment": validate_experiment,
@@ -424,6 +463,8 @@ def validate(cfg: DictConfig) -> None:
         node = cfg[key] if key in cfg else None
         if node is not None:
             check(node, key)
+    if "model" in cfg and cfg.model is not None:
+        validate_model(cfg.model, cfg.data if "data" in cfg else None)
     if "algo" in cfg and "device" in cfg:
         validate_algo_device(cfg.algo, cfg.device)
     _check(cfg.torch_device == "cpu" or cfg.torch_device.startswith("cuda"), "torch_device", cfg.torch_device,

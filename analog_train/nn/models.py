@@ -1,28 +1,100 @@
-"""The networks of SPEC 6, built from either digital or analog linear layers."""
+"""The networks of SPEC 6, written once against a :class:`~analog_train.nn.tiles.LayerFactory`.
+
+Each model registers itself with :func:`register_model`: its name (``model.name``), its config
+schema (a dataclass: the keys ``conf/model/<name>.yaml`` may set, with their ranges) and the kind of
+data it reads (``image`` or ``text``). Adding a model is one class here (or in a module imported
+here) and one YAML file. Models return log-probabilities with a leading population axis:
+images ``(P, B, classes)``, text ``(P, T, B, vocabulary)``.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-LinearFactory = Callable[[int, int, int], nn.Module]  # (in, out, layer index) -> layer
+from analog_train.nn.lstm import LSTMLayer, State
+from analog_train.nn.tiles import LayerFactory
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
 
 
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know of its data: ``image`` (input shape, classes) or ``text`` (vocabulary size)."""
+
+    kind: str
+    n_classes: int
+    input_shape: tuple[int, ...] = ()
+
+
+class ModelSchemaError(ValueError):
+    """A model config value out of range; one line naming the key."""
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ModelSchemaError(f"{key}={value}: {allowed}")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    builder: Callable[[Any, DataSpec, LayerFactory], nn.Module]
+    schema: type
+    data_kind: str
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, schema: type, data_kind: str) -> Callable[[type], type]:
+    """Class decorator: ``cls.build(cfg, spec, layers)`` makes the model ``name`` from its validated config."""
+    def wrap(cls: type) -> type:
+        MODELS[name] = ModelEntry(cls.build, schema, data_kind)
+        return cls
+    return wrap
+
+
+def build_model(cfg: Any, spec: DataSpec, layers: LayerFactory) -> nn.Module:
+    entry = MODELS[cfg.name]
+    if spec.kind != entry.data_kind:
+        raise ModelSchemaError(f"model.name={cfg.name}: reads {entry.data_kind} data, not {spec.kind}")
+    return entry.builder(cfg, spec, layers)
+
+
+def _activation(name: str, key: str) -> None:
+    _require(name in ACTIVATIONS, key, name, f"must be one of {', '.join(ACTIVATIONS)}")
+
+
+# -- FC 784-256-128-10 -------------------------------------------------------------------------------
+@dataclass
+class FCConfig:
+    name: str = "fc"
+    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    activation: str = "sigmoid"
+
+    def check(self, prefix: str, spec: DataSpec | None) -> None:
+        _require(all(h >= 1 for h in self.hidden), f"{prefix}.hidden", list(self.hidden), "layer sizes must be >= 1")
+        _activation(self.activation, f"{prefix}.activation")
+
+
+@register_model("fc", FCConfig, "image")
 class FullyConnected(nn.Module):
-    """784-256-128-10 with sigmoid hidden units and log-softmax (Gokmen & Vlasov 2016; paper Fig. 5A/B).
+    """784-256-128-10 with sigmoid hidden units and log-softmax (Gokmen & Vlasov 2016; paper Fig. 5A/B)."""
 
-    Returns log-probabilities of shape ``(P, B, classes)``.
-    """
-
-    def __init__(self, n_inputs: int, hidden: list[int], n_classes: int, activation: str, linear: LinearFactory) -> None:
+    def __init__(self, n_inputs: int, hidden: list[int], n_classes: int, activation: str, layers: LayerFactory) -> None:
         super().__init__()
         sizes = [n_inputs, *hidden, n_classes]
-        self.layers = nn.ModuleList(linear(a, b, i) for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])))
+        self.layers = nn.ModuleList(layers.linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.activation = ACTIVATIONS[activation]
+
+    @classmethod
+    def build(cls, cfg: Any, spec: DataSpec, layers: LayerFactory) -> nn.Module:
+        return cls(math.prod(spec.input_shape), list(cfg.hidden), spec.n_classes, cfg.activation, layers)
 
     def forward(self, x: Tensor) -> Tensor:
         h = x.flatten(1)
@@ -30,16 +102,105 @@ class FullyConnected(nn.Module):
             h = layer(h)
             if i < len(self.layers) - 1:
                 h = self.activation(h)
-        if h.dim() == 2:
-            h = h.unsqueeze(0)
         return torch.log_softmax(h, dim=-1)
 
 
-def build_model(name: str, hidden: list[int], activation: str, input_shape: tuple[int, ...], n_classes: int,
-                linear: LinearFactory) -> nn.Module:
-    if name == "fc":
-        n_inputs = 1
-        for s in input_shape:
-            n_inputs *= s
-        return FullyConnected(n_inputs, list(hidden), n_classes, activation, linear)
-    raise ValueError(f"model.name={name}: must be one of fc")
+# -- LeNet-5 ---------------------------------------------------------------------------------------
+@dataclass
+class LeNet5Config:
+    name: str = "lenet5"
+    channels: list[int] = field(default_factory=lambda: [16, 32])
+    kernel_size: int = 5
+    hidden: int = 128
+    activation: str = "tanh"
+
+    def check(self, prefix: str, spec: DataSpec | None) -> None:
+        _require(len(self.channels) == 2 and all(c >= 1 for c in self.channels), f"{prefix}.channels",
+                 list(self.channels), "must be two channel counts >= 1")
+        _require(self.kernel_size >= 1, f"{prefix}.kernel_size", self.kernel_size, "must be >= 1")
+        _require(self.hidden >= 1, f"{prefix}.hidden", self.hidden, "must be >= 1")
+        _activation(self.activation, f"{prefix}.activation")
+        if spec is not None:
+            side = LeNet5.feature_side(spec.input_shape[-1], self.kernel_size)
+            _require(side >= 1, f"{prefix}.kernel_size", self.kernel_size,
+                     f"too large for {spec.input_shape[-1]}x{spec.input_shape[-1]} images (two conv + 2x2 pool stages)")
+
+
+@register_model("lenet5", LeNet5Config, "image")
+class LeNet5(nn.Module):
+    """conv 1->16 5x5, tanh, maxpool 2; conv 16->32 5x5, tanh, maxpool 2; FC 512->128 tanh; FC 128->10
+    (aihwkit example 04; paper Fig. 5C; 80,202 parameters on MNIST)."""
+
+    def __init__(self, in_channels: int, side: int, channels: list[int], kernel_size: int, hidden: int,
+                 n_classes: int, activation: str, layers: LayerFactory) -> None:
+        super().__init__()
+        self.conv1 = layers.conv2d(in_channels, channels[0], kernel_size)
+        self.conv2 = layers.conv2d(channels[0], channels[1], kernel_size)
+        flat = channels[1] * self.feature_side(side, kernel_size) ** 2
+        self.fc1 = layers.linear(flat, hidden)
+        self.fc2 = layers.linear(hidden, n_classes)
+        self.activation = ACTIVATIONS[activation]
+
+    @staticmethod
+    def feature_side(side: int, kernel_size: int) -> int:
+        """Side of the feature maps after the two conv + pool stages."""
+        return ((side - kernel_size + 1) // 2 - kernel_size + 1) // 2
+
+    @classmethod
+    def build(cls, cfg: Any, spec: DataSpec, layers: LayerFactory) -> nn.Module:
+        return cls(spec.input_shape[0], spec.input_shape[-1], list(cfg.channels), cfg.kernel_size, cfg.hidden,
+                   spec.n_classes, cfg.activation, layers)
+
+    def _stage(self, conv: nn.Module, x: Tensor) -> Tensor:
+        h = self.activation(conv(x))  # (P, B, C, H, W)
+        return F.max_pool2d(h.flatten(0, 1), 2).unflatten(0, h.shape[:2])
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self._stage(self.conv2, self._stage(self.conv1, x))
+        h = self.activation(self.fc1(h.flatten(2)))
+        return torch.log_softmax(self.fc2(h), dim=-1)
+
+
+# -- 2-layer character LSTM ------------------------------------------------------------------------
+@dataclass
+class LSTMConfig:
+    name: str = "lstm"
+    hidden: int = 64
+    layers: int = 2
+    dropout: float = 0.0
+
+    def check(self, prefix: str, spec: DataSpec | None) -> None:
+        _require(self.hidden >= 1, f"{prefix}.hidden", self.hidden, "must be >= 1")
+        _require(self.layers >= 1, f"{prefix}.layers", self.layers, "must be >= 1")
+        _require(math.isfinite(self.dropout) and 0 <= self.dropout < 1, f"{prefix}.dropout", self.dropout,
+                 "must be in [0, 1)")
+
+
+@register_model("lstm", LSTMConfig, "text")
+class CharLSTM(nn.Module):
+    """Stacked LSTM layers on one-hot characters and a linear read-out (aihwkit example 22, "LSTM2-64WP";
+    paper Fig. 5D). Input ``(T, B)`` character ids and the state of the previous chunk."""
+
+    def __init__(self, vocabulary: int, hidden: int, n_layers: int, dropout: float, layers: LayerFactory) -> None:
+        super().__init__()
+        self.vocabulary = vocabulary
+        self.rnn = nn.ModuleList(LSTMLayer(vocabulary if i == 0 else hidden, hidden, layers) for i in range(n_layers))
+        self.dropout = nn.Dropout(dropout)
+        self.decoder = layers.linear(hidden, vocabulary)
+
+    @classmethod
+    def build(cls, cfg: Any, spec: DataSpec, layers: LayerFactory) -> nn.Module:
+        return cls(spec.n_classes, cfg.hidden, cfg.layers, cfg.dropout, layers)
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> list[State]:
+        return [layer.initial_state(batch, device) for layer in self.rnn]
+
+    def forward(self, ids: Tensor, state: list[State]) -> tuple[Tensor, list[State]]:
+        h = F.one_hot(ids, self.vocabulary).to(torch.float32)  # (T, B, V), shared by the replicas
+        new_state = []
+        for i, layer in enumerate(self.rnn):
+            h, s = layer(h if i == 0 else self.dropout(h), state[i])  # (P, T, B, hidden)
+            new_state.append(s)
+        n_p, n_t, n_b, _ = h.shape
+        logits = self.decoder(self.dropout(h).reshape(n_p, n_t * n_b, -1))  # one read for all time steps
+        return torch.log_softmax(logits, dim=-1).reshape(n_p, n_t, n_b, -1), new_state

@@ -11,12 +11,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from analog_train.nn.layers import AnalogLinear
+from analog_train.nn.layers import analog_layers
 
 
 class AnalogSGD(torch.optim.SGD):
     def __init__(self, model: nn.Module, lr: float) -> None:
-        self.analog_layers = [m for m in model.modules() if isinstance(m, AnalogLinear)]
+        self.analog_layers = analog_layers(model)
         ctx_ids = {id(m.analog_ctx) for m in self.analog_layers}
         digital = [p for p in model.parameters() if id(p) not in ctx_ids]
         if not digital:  # torch refuses an empty parameter list; a placeholder keeps the lr schedule working

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from analog_train.config import DeviceConfig, to_object
 from analog_train.devices.array import DeviceArray
-from analog_train.runner.train import derived_seed
+from analog_train.seeding import derived_seed
 from analog_train.runner.weight_programming import experiment_settings, final_means, run_grid
 
 COLUMNS = ["algo", "w_max", "n_states", "seed", "samples", "eps_w"]

@@ -22,9 +22,11 @@ from omegaconf import DictConfig
 from analog_train.algorithms import transfer_kernel
 from analog_train.config import compose_config, validate
 from analog_train.crossbar import mvm_kernel
-from analog_train.data import Dataset, load_dataset
+from analog_train.data import load_data
 from analog_train.devices import kernels
-from analog_train.runner.train import build_trainable, derived_seed, train_step
+from analog_train.runner.tasks import Task, build_task
+from analog_train.runner.train import build_trainable, train_step
+from analog_train.seeding import derived_seed
 
 WARMUP_SAMPLES = 200
 BLOCK_BATCHES = 50  # mini-batches of one configuration between switches
@@ -58,20 +60,18 @@ def bench_config(overrides: list[str], samples: int, batch_size: int, threads: O
 class _Session:
     """One configuration's model and optimizer, trained a block of mini-batches at a time."""
 
-    def __init__(self, cfg: DictConfig, dataset: Dataset) -> None:
+    def __init__(self, cfg: DictConfig, task: Task) -> None:
         torch.manual_seed(derived_seed(cfg.seed, 0, 0))
-        self.model, self.optimizer = build_trainable(cfg, dataset)
-        self.x, self.y = dataset.train_x, dataset.train_y
-        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 4)))
-        self.batches = list(order.split(cfg.data.batch_size))
+        self.model, self.optimizer = build_trainable(cfg, task.spec)
+        self.task = task
+        self.batches = list(task.batches(torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 4))))
         self.done = 0  # mini-batches trained, the order wraps around
         self.seconds = 0.0  # time of the timed blocks
 
     def run(self, n: int, timed: bool = True) -> None:
         start = time.perf_counter()
         for _ in range(n):
-            idx = self.batches[self.done % len(self.batches)]
-            train_step(self.model, self.optimizer, self.x[idx], self.y[idx])
+            train_step(self.model, self.optimizer, self.task, self.batches[self.done % len(self.batches)])
             self.done += 1
         if timed:
             self.seconds += time.perf_counter() - start
@@ -97,12 +97,12 @@ def run_benchmark(samples: int = 6000, batch_size: int = 10, exact: bool = True,
     transfer_kernel.warm_up()
     mvm_kernel.warm_up()
     ref_cfg = bench_config(ref_overrides, samples, batch_size, threads, data_root)
-    dataset = load_dataset(ref_cfg.data)
+    task = build_task(ref_cfg.data, load_data(ref_cfg.data), torch.device("cpu"))
     seconds: dict[str, float] = {}
     ratios: dict[str, float] = {}
     for label, overrides in others:
-        ref = _Session(ref_cfg, dataset)
-        case = _Session(bench_config(overrides, samples, batch_size, threads, data_root), dataset)
+        ref = _Session(ref_cfg, task)
+        case = _Session(bench_config(overrides, samples, batch_size, threads, data_root), task)
         for session in (ref, case):
             session.run(warm_batches, timed=False)
         while case.done - warm_batches < n_batches:

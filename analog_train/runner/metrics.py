@@ -9,19 +9,18 @@ import platform
 from pathlib import Path
 from typing import Any
 
-METRIC_COLUMNS = (
-    "epoch", "replica", "samples_seen", "train_loss", "test_loss", "test_error", "lr", "seconds", "samples_per_s",
-)
-
-
 class MetricsWriter:
-    """Appends epoch rows to ``metrics.csv`` and forces them to disk, so a killed run keeps them."""
+    """Appends epoch rows to ``metrics.csv`` and forces them to disk, so a killed run keeps them.
 
-    def __init__(self, out_dir: Path) -> None:
+    Columns: epoch, replica, samples_seen, train_loss, the task's test metrics, lr, seconds, samples_per_s.
+    """
+
+    def __init__(self, out_dir: Path, test_metrics: tuple[str, ...] = ("test_loss", "test_error")) -> None:
         self.path = Path(out_dir) / "metrics.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("w", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
+        columns = ("epoch", "replica", "samples_seen", "train_loss", *test_metrics, "lr", "seconds", "samples_per_s")
+        self._writer = csv.DictWriter(self._file, fieldnames=columns)
         self._writer.writeheader()
         self._flush()
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from analog_train.algorithms import AnalogAlgorithm, build_algorithm
 from analog_train.config import CONF_DIR, AlgoConfig, DeviceConfig, ExperimentConfig, to_object
-from analog_train.runner.train import derived_seed
+from analog_train.seeding import derived_seed
 
 COLUMNS = ["algo", "n_states", "sigma_r", "seed", "samples", "eps_w"]
 
