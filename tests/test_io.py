@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from analog_train.algorithms.transfer_kernel import RULE_TTV2, transfer_columns
+from analog_train.algorithms import ttv2
+from analog_train.algorithms.transfer_kernel import TransferBuffers, TransferReads, TransferSettings
+from analog_train.devices.kernels import DeviceState
 from analog_train.config import IOConfig
 from analog_train.crossbar.io import ColumnRead, analog_mvm, read_columns, split_sizes
 
@@ -124,17 +126,20 @@ READ_IOS = [
 
 
 def compiled_read(columns: torch.Tensor, io: IOConfig) -> torch.Tensor:
-    """The read of the compiled transfer (TTv2 rule, nothing written): its returned ``v``."""
+    """The read of the compiled transfer (TTv2's step, nothing accumulated or written): its returned ``v``."""
     n_p, n_out, n_r = columns.shape
     f32 = np.float32
-    none = np.zeros((0, 0, 0), dtype=f32)
     index = np.arange(n_r)
-    v, _ = transfer_columns(
-        columns.numpy(), index, index, index + 1, np.ones((n_p, n_r), dtype=f32), np.ones((n_p, n_r, n_out), dtype=f32),
-        np.zeros((n_p, n_r), dtype=np.bool_), 0.0, np.ones(n_p, dtype=f32), n_r, np.zeros((n_p, n_out, n_r), dtype=f32),
-        RULE_TTV2, none, none, np.zeros((0, 0), dtype=np.bool_), 0.0, 1.0, True, 0.0, ColumnRead.of(io),
-        np.uint64(11))
-    return torch.from_numpy(v)
+    reads = TransferReads(index, index, index + 1, np.zeros((n_p, n_r), dtype=np.bool_), np.ones((n_p, n_r), dtype=f32),
+                          np.ones((n_p, n_r, n_out), dtype=f32))
+    buffers = TransferBuffers(np.zeros((n_p, n_out, n_r), dtype=f32), np.zeros((0, 0, 0), dtype=f32),
+                              np.zeros((0, 0, 0), dtype=f32), np.zeros((0, 0), dtype=np.bool_))
+    settings = TransferSettings(0.0, np.ones(n_p, dtype=f32), n_r, 0.0, 1.0, True, 0.0, ColumnRead.of(io))
+    n = n_p * n_out * n_r
+    zeros = np.zeros(n, dtype=f32)
+    c = DeviceState(zeros, zeros.copy(), zeros.copy(), np.zeros((n, 8), dtype=f32), zeros.copy(), np.zeros(0, dtype=f32),
+                    False, False)
+    return torch.from_numpy(ttv2.transfer_step(columns.numpy(), reads, buffers, settings, c, np.uint64(11)))
 
 
 @pytest.mark.parametrize("io", READ_IOS)

@@ -37,7 +37,7 @@ def torch_array(monkeypatch, cfg, shape, seed=3):
 
 
 def pack(trains) -> PulseMasks:
-    """The bit trains of ``trains`` as the masks the kernels read (slot ``b T + t``)."""
+    """The bit trains of ``trains`` as the masks the kernels read (sample b from slot ``b T``)."""
     def side(bits, sign):
         p, b, t, n = bits.shape
         words = max(1, -(-b * t // 64))
@@ -52,7 +52,8 @@ def pack(trains) -> PulseMasks:
         return out
     xpos, xneg = side(trains.bx, trains.sign_x)
     dpos, dneg = side(trains.bd, trains.sign_d)
-    return PulseMasks(xpos=xpos, xneg=xneg, dpos=dpos, dneg=dneg, t_max=trains.bx.shape[2])
+    p, b, t, _ = trains.bx.shape
+    return PulseMasks(xpos=xpos, xneg=xneg, dpos=dpos, dneg=dneg, off=np.tile(np.arange(b + 1) * t, (p, 1)))
 
 
 def test_kernel_normals_are_standard_normal():
@@ -219,7 +220,7 @@ def test_kernel_pulse_masks_have_the_slot_probabilities():
     probabilities = pulse_probabilities(x, d, 0.02, torch.tensor([0.01]), cfg)
     masks = pulse_masks(x, d, 0.02, torch.tensor([0.01]), cfg, gen(1))
     bl = int(probabilities.bl[0, 0])
-    assert masks.t_max == bl
+    assert masks.off[0, -1] == reps * bl  # every sample has a train of bl slots
     bits = np.unpackbits(masks.xpos.view(np.uint8), bitorder="little").reshape(n, -1)[:, : reps * bl]
     bits_neg = np.unpackbits(masks.xneg.view(np.uint8), bitorder="little").reshape(n, -1)[:, : reps * bl]
     p = probabilities.p_x[0, 0].numpy()
@@ -233,8 +234,9 @@ def test_kernel_pulse_masks_have_the_slot_probabilities():
     assert abs(d_bits.mean() - p_d) <= 5 * math.sqrt(p_d * (1 - p_d) / (reps * bl)) + 1e-12
 
 
-def test_kernel_pulse_masks_set_bits_only_inside_each_samples_train():
-    """Sample b owns slots b t_max .. b t_max + bl_b - 1; trains of different lengths straddle 64-bit words."""
+def test_kernel_pulse_masks_lay_the_trains_end_to_end():
+    """Sample b owns slots off[b] .. off[b + 1] - 1, off the running sum of the train lengths; trains of
+    different lengths straddle 64-bit words, and nothing is set past the last train."""
     batch, n = 23, 50
     scale = torch.linspace(0.05, 1.0, batch).view(1, batch, 1)
     x = torch.rand(1, batch, n, generator=gen(1)) * scale
@@ -242,15 +244,14 @@ def test_kernel_pulse_masks_set_bits_only_inside_each_samples_train():
     cfg = UpdateConfig(desired_bl=13)
     masks = pulse_masks(x, d, 0.1, torch.tensor([0.01]), cfg, gen(2))
     bl = pulse_probabilities(x, d, 0.1, torch.tensor([0.01]), cfg).bl[0].long()
-    assert masks.t_max == int(bl.max()) and len(set(bl.tolist())) > 5
-    slots = batch * masks.t_max
-    assert masks.xpos.shape[2] == -(-slots // 64)
+    assert len(set(bl.tolist())) > 5
+    np.testing.assert_array_equal(masks.off[0], np.concatenate([[0], np.cumsum(bl.numpy())]))
+    total = int(masks.off[0, -1])
+    assert masks.xpos.shape[2] == -(-total // 64)
     bits = np.unpackbits(masks.xpos.view(np.uint8), bitorder="little").reshape(n, -1)
-    assert bits[:, slots:].sum() == 0
-    per_slot = bits[:, :slots].reshape(n, batch, masks.t_max)
-    inside = torch.arange(masks.t_max).view(1, -1) < bl.view(-1, 1)
-    assert per_slot[:, ~inside.numpy()].sum() == 0
-    assert (per_slot.sum(axis=(0, 2)) > 0).all()  # every sample has pulses
+    assert bits[:, total:].sum() == 0
+    per_sample = np.add.reduceat(bits[:, :total].sum(0), masks.off[0, :-1])
+    assert (per_sample > 0).all()  # every sample has pulses in its own slots
 
 
 def test_kernel_redraws_write_noise_of_touched_devices_only():

@@ -20,18 +20,34 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
+from numba import njit
 
 from analog_train.algorithms import transfer_kernel
 from analog_train.algorithms.transfer import TransferCompound, chopper_period
+from analog_train.devices.kernels import FASTMATH
+
+
+@transfer_kernel.buffer_rule
+def buffer_rule(v, sign, lr_scale, mean, past, switched, beta):
+    """Eqs. 12-13 for one read ``v`` of column k: ``mean`` is p, ``past`` is p_ref, ``switched`` 1.0 when
+    the column's chopper flipped since its last read (arithmetic only: the torch path calls it on tensors)."""
+    past = switched * mean + (1.0 - switched) * past
+    mean = (1.0 - beta) * mean + beta * v
+    return lr_scale * sign * (v - past), mean, past
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def transfer_step(raw, reads, buffers, settings, c_state, seed):
+    """:func:`.transfer_kernel.transfer_rounds` with this module's rule (compiled once, cached)."""
+    return transfer_kernel.transfer_rounds(buffer_rule, raw, reads, buffers, settings, c_state, seed)
 
 
 class AGAD(TransferCompound):
     """AGAD: regular choppers, running mean ``p`` and past mean ``p_ref`` per element."""
 
-    kernel_rule = transfer_kernel.RULE_AGAD
+    rule = staticmethod(buffer_rule)
+    compiled_step = staticmethod(transfer_step)
 
     def __init__(self, algo: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(algo, *args, **kwargs)
@@ -43,19 +59,3 @@ class AGAD(TransferCompound):
         self.p = torch.zeros_like(self.H)  # running mean of the reads (aihwkit running_mean)
         self.p_ref = torch.zeros_like(self.H)  # reference of the current chopper period (past_mean)
         self.switched = torch.zeros_like(self.c_in, dtype=torch.bool)  # flipped since the last read
-
-    def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
-        # index_select / index_copy_: several times cheaper than advanced indexing on the CPU.
-        p = self.p.index_select(2, cols)
-        p_ref = torch.where(self.switched.index_select(1, cols).unsqueeze(1), p, self.p_ref.index_select(2, cols))
-        self.p_ref.index_copy_(2, cols, p_ref)
-        self.p.index_copy_(2, cols, p.mul_(1.0 - self.beta).add_(v, alpha=self.beta))
-        if flips is None:
-            self.switched.index_fill_(1, cols, False)
-        else:
-            self.switched.index_copy_(1, cols, flips)
-        return lr_scale * sign * (v - p_ref)
-
-    def _kernel_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        views = self._numpy_views
-        return views(self.p), views(self.p_ref), views(self.switched), self.beta

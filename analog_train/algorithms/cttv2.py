@@ -11,16 +11,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
+from numba import njit
 
 from analog_train.algorithms import transfer_kernel
 from analog_train.algorithms.transfer import TransferCompound, chopper_period
+from analog_train.devices.kernels import FASTMATH
+
+
+@transfer_kernel.buffer_rule
+def buffer_rule(v, sign, lr_scale, mean, past, switched, beta):
+    """``H[:, k] += lr_scale c_k c_i v``: the read de-chopped (``sign``: input and output choppers at the read)."""
+    return lr_scale * sign * v, mean, past
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def transfer_step(raw, reads, buffers, settings, c_state, seed):
+    """:func:`.transfer_kernel.transfer_rounds` with this module's rule (compiled once, cached)."""
+    return transfer_kernel.transfer_rounds(buffer_rule, raw, reads, buffers, settings, c_state, seed)
 
 
 class ChoppedTTv2(TransferCompound):
     """c-TTv2: random (or regular) input choppers, static reference R."""
 
-    kernel_rule = transfer_kernel.RULE_CHOPPED
+    rule = staticmethod(buffer_rule)
+    compiled_step = staticmethod(transfer_step)
 
     def __init__(self, algo: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(algo, *args, **kwargs)
@@ -28,6 +42,3 @@ class ChoppedTTv2(TransferCompound):
             self.flip_prob = algo.in_chop_prob
         elif algo.in_chop_prob > 0:
             self.flip_period = chopper_period(algo.in_chop_prob)
-
-    def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
-        return lr_scale * sign * v

@@ -4,23 +4,28 @@ Two analog arrays of the same shape: **A** (fast; receives the chopped pulsed up
 sample) and **C** (slow; its visible weight is the layer's weight W), a digital buffer **H** with
 threshold 1, input choppers ``c_in`` and output choppers ``c_out``, and a transfer schedule: every
 ``transfer_every`` samples each input tile reads its next column of A through the transfer
-periphery, the algorithm turns the read into buffer increments (:meth:`accumulate`), and where
-``|H| >= 1`` C gets ``clamp(trunc(H), -BLT, BLT)`` single pulses and H is forgotten.
+periphery, the algorithm's buffer rule (``buffer_rule`` in its module) turns the read into a buffer
+increment, and where ``|H| >= 1`` C gets ``clamp(trunc(H), -BLT, BLT)`` single pulses and H is
+forgotten.
 
 Per-sample semantics, vectorised per mini-batch (aihwkit's GPU "chopped weight output" order):
 
 * ``transfer_every`` counts samples (aihwkit ``units_in_mbatch=False``, the default of the
-  Chopped/Dynamic compounds and of every TTv2/c-TTv2/AGAD preset). With batch 10 and
-  ``transfer_every=1`` a mini-batch therefore reads 10 columns per input tile.
+  Chopped/Dynamic compounds and of every TTv2/c-TTv2/AGAD preset); a sample is one tile input: a
+  convolution's patch, an LSTM's time step. A mini-batch may read a column many times (LeNet-5's
+  first layer: 5,760 samples over 25 columns).
 * The chopper flips of a mini-batch do not depend on the data, so they are drawn first; every
   sample is pulsed with the chopper signs it would see in a sample-by-sample loop (a flip after
   the read at sample b applies from sample b+1 on).
 * A read at sample b must see A after sample b's update. A device only changes through its own
-  pulses, so the fast engine applies the batch's counts of a read column up to sample b, takes
-  the column, and then applies all remaining counts of the batch; the exact engine runs the
-  samples between reads one after another. Both give the column exactly as a per-sample loop.
-* Reads are processed in time order; the C writes of a mini-batch are applied together at its end
-  (they touch C only, which no read of the batch looks at).
+  pulses, so the fast engine applies the counts of a device once per interval between its
+  column's reads ("rounds": round m is every column's m-th interval) and takes each read between
+  two rounds; the exact engine runs the samples between reads one after another. Both give every
+  read exactly as a per-sample loop.
+* Reads of a column are processed in time order; C writes happen at each read (they touch C
+  only, which no read of the batch looks at).
+* The batch goes in chunks of :data:`.transfer_kernel.CHUNK_SAMPLES` samples, so that the pulse
+  trains and reads held at once do not grow with the batch.
 
 Large layers are split into input tiles of at most ``transfer_io.max_input_size`` columns, as
 aihwkit splits them into separate compounds: each tile has its own column pointer, and a
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -40,6 +45,7 @@ from torch import Tensor
 
 from analog_train.algorithms import transfer_kernel
 from analog_train.algorithms.base import AnalogAlgorithm
+from analog_train.algorithms.transfer_kernel import TransferBuffers, TransferReads, TransferSettings
 from analog_train.crossbar.io import ColumnRead, read_columns, split_sizes
 from analog_train.crossbar.pulsed_update import pulse_masks, pulse_trains, pulsed_update, uses_masks
 from analog_train.devices import kernels
@@ -55,7 +61,7 @@ def _field(k: int, doc: str, dtype: torch.dtype = torch.int64) -> cached_propert
 
 
 class Reads:
-    """The column reads of one mini-batch in time order (transfer event, then input tile); each ``(R,)``.
+    """The column reads of a mini-batch (or a chunk of it) in time order (transfer event, then input tile).
 
     Kept as the table of :func:`.transfer_kernel.schedule`, which the compiled CPU path reads as it
     is; the torch fields are made on first use (the steps in torch, the traces).
@@ -65,32 +71,58 @@ class Reads:
     col = _field(1, "global column index")
     passes = _field(2, "completed passes of the column's tile before this read (aihwkit's P)")
     size = _field(3, "in-size of the column's tile (enters lr_scale)")
-    phase = _field(4, "earlier reads of the same column in this batch (0 unless a tile is short)")
-    pass_end = _field(5, "last column of the first tile: where the output choppers may flip", torch.bool)
+    pass_end = _field(4, "last column of the first tile: where the output choppers may flip", torch.bool)
 
-    def __init__(self, table: np.ndarray, events: int, n_phases: int, device: torch.device) -> None:
-        self.table = table  # (6, R) int64: the fields above, in that order
+    def __init__(self, table: np.ndarray, events: int, device: torch.device) -> None:
+        self.table = table  # (5, R) int64: the fields above, in that order
         self.events = events  # transfer events in the batch
-        self.n_phases = n_phases  # 1 + the largest phase: 1 when every column is read at most once
         self.device = device
 
     def __len__(self) -> int:
         return self.table.shape[1]
 
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The reads ``r0:r1`` that happen after samples ``start .. end - 1``."""
+        sample = self.table[0]
+        return int(np.searchsorted(sample, start)), int(np.searchsorted(sample, end))
 
-_NO_FLIPS_OUT = np.zeros((0, 0, 0), dtype=np.bool_)
+    def chunk(self, start: int, r0: int, r1: int) -> Reads:
+        """Reads ``r0:r1`` with samples counted from ``start`` (a chunk of the batch)."""
+        table = self.table[:, r0:r1].copy()
+        table[0] -= start
+        return Reads(table, 0, self.device)
+
+    @cached_property
+    def rank(self) -> np.ndarray:
+        """How many earlier reads of the same column there are, per read (its round)."""
+        col = self.table[1]
+        rank = np.zeros(len(col), dtype=np.int64)
+        seen: dict[int, int] = {}
+        for r, k in enumerate(col.tolist()):
+            rank[r] = seen.get(k, 0)
+            seen[k] = rank[r] + 1
+        return rank
 
 
 class TransferCompound(AnalogAlgorithm):
-    """A, C, H, choppers and the column-transfer schedule; subclasses define the buffer rule."""
+    """A, C, H, choppers and the column-transfer schedule; subclasses give the buffer rule."""
 
     choppers = True  # False: in_chop_prob and out_chop_prob are ignored (TTv2)
     # Input chopper flips after a read (set by the subclass): every flip_period passes over the
     # columns (0: never) and / or with probability flip_prob.
     flip_period = 0
     flip_prob = 0.0
-    kernel_rule: int  # the buffer rule of accumulate for the compiled transfer (transfer_kernel.RULE_*)
     first_write_pass = 0  # threshold crossings write to C from this pass over the columns on (AGAD warms up)
+    # The subclass's buffer rule, rule(v, sign, lr_scale, mean, past, switched, beta) -> (increment, mean,
+    # past) (see transfer_kernel.transfer_rounds), and its compiled transfer pass built on that rule.
+    rule: Callable[..., Any]
+    compiled_step: Callable[..., Any]
+    # AGAD's per-element running mean, past mean and per-column "flipped since the last read" flags
+    # (None: the rule keeps no means), and its mean's weight beta.
+    p: Tensor | None = None
+    p_ref: Tensor | None = None
+    switched: Tensor | None = None
+    beta = 0.0
 
     def __init__(
         self,
@@ -115,7 +147,6 @@ class TransferCompound(AnalogAlgorithm):
         self.c_in = torch.ones((n_p, n_in), dtype=dt, device=dev)
         self.c_out = torch.ones((n_p, n_out), dtype=dt, device=dev)
         sizes = split_sizes(n_in, algo.transfer_io.max_input_size)
-        self._min_tile = min(sizes)
         self._tile_sizes = np.array(sizes, dtype=np.int64)  # input tiles: sizes and first columns
         self._tile_starts = np.cumsum(self._tile_sizes) - self._tile_sizes
         self.samples = 0  # samples seen (aihwkit's mat-vec counter)
@@ -123,30 +154,17 @@ class TransferCompound(AnalogAlgorithm):
         self.m_x = torch.zeros(n_p, dtype=dt, device=dev)  # auto_scale running max|x|
         self.m_d = torch.zeros(n_p, dtype=dt, device=dev)  # auto_scale running max|d|
         self.eta_a = torch.zeros(n_p, dtype=dt, device=dev)  # last fast-array learning rate
-        # The compiled transfer (CPU): the subclass's accumulate as transfer_kernel.RULE_*.
-        self._compiled = self.H.device.type == "cpu" and kernels.enabled()
-        # ... and the whole mini-batch in one call when A and C are on the device kernels too.
-        self._fused = self._compiled and update_cfg.engine != "exact" and self.A.kernel_ready and self.C.kernel_ready
+        # Compiled CPU kernels: for the learning rate always, for whole chunks when A and C update
+        # through the device kernels too (affine families, fast engine).
+        self._kernels = self.H.device.type == "cpu" and kernels.enabled()
+        self._compiled = (self._kernels and update_cfg.engine != "exact" and self.A.kernel_ready
+                          and self.C.kernel_ready)
         self._column_read = ColumnRead.of(algo.transfer_io)
         self._numpy_views = kernels.NumpyViews()  # of the state the compiled transfer takes
-        # _update_fused's arguments that stay the same from batch to batch (CPU only: numpy)
-        self._fused_settings = (
-            bool(algo.auto_scale), 1.0 - algo.auto_momentum,
-            (algo.fast_lr * update_cfg.desired_bl * self.A.eps).numpy(),
-            (float(update_cfg.desired_bl), float(update_cfg.um_grad_scale), bool(update_cfg.update_management),
-             bool(update_cfg.update_bl_management)),
-        ) if self._fused else None
-        self.last_reads: Reads | None = None  # hooks for traces: the reads of the last update ...
-        self.last_values: Tensor | None = None  # ... and their values through the periphery (P, out, R)
-
-    # -- what a subclass defines -----------------------------------------------------------------
-    def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
-        """Buffer increments of distinct columns ``cols`` from their reads ``v (P, out, R)``.
-
-        ``sign`` is ``c_in[k] c_out[i]`` at the read, ``lr_scale (P, 1, R)``, ``flips`` whether the
-        chopper of the column flips after this read.
-        """
-        raise NotImplementedError
+        self._update_settings = kernels.UpdateSettings.of(update_cfg)
+        self.last_reads: Reads | None = None  # for traces: the reads of the last update ...
+        self.record_reads = False  # ... and, when set, their values through the periphery (P, out, R)
+        self.last_values: Tensor | None = None
 
     # -- AnalogAlgorithm -------------------------------------------------------------------------
     @property
@@ -174,112 +192,100 @@ class TransferCompound(AnalogAlgorithm):
         return {"A": self.A.pulse_count, "C": self.C.pulse_count}
 
     def update(self, x: Tensor, d: Tensor, lr: float) -> None:
-        reads = self._schedule(x.shape[1])
-        fused = self._fused and len(reads) and reads.n_phases == 1
-        random_in = None if fused else self._random_in_flips(len(reads))  # the fused kernel draws its own
+        n_b = x.shape[1]
+        reads = self._schedule(n_b)
+        flips_in = self._in_chopper_flips(reads)
         flips_out = self._out_chopper_flips(reads)
-        if fused:
-            values = self._update_fused(x, d, lr, reads, flips_out)
-        else:
-            values = self._update_steps(x, d, lr, reads, self._in_chopper_flips(reads, random_in), flips_out)
-        self.samples += x.shape[1]
+        self._fast_lr(x, d)
+        chunk_step = self._chunk_compiled if self._compiled else self._chunk_torch
+        values = []
+        for start in range(0, n_b, transfer_kernel.CHUNK_SAMPLES):
+            end = min(n_b, start + transfer_kernel.CHUNK_SAMPLES)
+            r0, r1 = reads.span(start, end)
+            v = chunk_step(x[:, start:end], d[:, start:end], lr, reads.chunk(start, r0, r1), flips_in[:, r0:r1],
+                           None if flips_out is None else flips_out[:, r0:r1])
+            if self.record_reads:
+                values.append(v)
+        self.samples += n_b
         self.events += reads.events
-        self.last_reads, self.last_values = reads, values
-
-    def _update_steps(self, x: Tensor, d: Tensor, lr: float, reads: Reads, flips_in: Tensor | None,
-                      flips_out: Tensor | None) -> Tensor | None:
-        """The mini-batch step by step (torch; compiled pieces where the arrays allow): returns the reads."""
-        x, sign_in = self._chop_inputs(x, reads, flips_in)
-        d, sign_out = self._chop_outputs(d, reads, flips_out)
-        eta = self._fast_lr(x, d)
-        columns = self._update_fast_array(x, d, eta, reads)
-        if not len(reads):
-            return None
-        scale = self._transfer_scale(lr)
-        if self._compiled and reads.n_phases == 1:
-            return self._transfer_compiled(columns, reads, sign_in, sign_out, flips_in, scale)
-        v = self._transfer_read(columns)
-        lr_scale = (scale * reads.size.to(v.dtype).view(1, -1) / self.A.eps.view(-1, 1)).unsqueeze(1)  # (P, 1, R)
-        sign = sign_in.unsqueeze(1) * sign_out.transpose(1, 2)  # (P, out, R)
-        n_phases = reads.n_phases
-        if n_phases == 1:  # the common case: every column read once, no gathering needed
-            steps = self._buffer_step(reads.col, reads.passes, v, sign, lr_scale, flips_in)
-        else:  # a tile shorter than the batch's reads: its columns' reads go in phases
-            steps = torch.empty_like(v)
-            for phase in range(n_phases):
-                idx = (reads.phase == phase).nonzero().squeeze(1)
-                steps[:, :, idx] = self._buffer_step(
-                    reads.col[idx], reads.passes[idx], v[:, :, idx], sign[:, :, idx], lr_scale[:, :, idx],
-                    None if flips_in is None else flips_in[:, idx])
-        self._write_slow_array(steps, reads.col, distinct=reads.n_phases == 1)
-        return v
+        self.last_reads = reads
+        self.last_values = torch.cat(values, dim=2) if values else None
 
     def _transfer_scale(self, lr: float) -> float:
         """The buffer increment per unit read and tile size, before dividing by A's granularity."""
         return lr * self.cfg.transfer_every / (self.cfg.auto_granularity * self.cfg.buffer_granularity)
 
-    def _update_fused(self, x: Tensor, d: Tensor, lr: float, reads: Reads, flips_out: Tensor | None) -> Tensor:
-        """The whole mini-batch in one compiled call (CPU, A and C on the kernels, distinct reads).
-
-        :func:`.transfer_kernel.fused_update` runs the steps of :meth:`_update_steps` in the same
-        order, the input chopper flips included (the random ones from its own generator); on this
-        path their ~100 small tensor and numpy operations per layer and batch cost more than the
-        device updates. Returns the reads.
-        """
-        cfg = self.cfg
-        if not cfg.auto_scale:
-            self.eta_a = torch.full_like(self.m_x, cfg.fast_lr)
-        auto_scale, keep, eta_max, update = self._fused_settings
+    # -- the compiled chunk (CPU) ------------------------------------------------------------------
+    def _chunk_compiled(self, x: Tensor, d: Tensor, lr: float, reads: Reads, flips_in: Tensor,
+                        flips_out: Tensor | None) -> Tensor:
+        """One chunk in two compiled calls: A (:func:`.transfer_kernel.fast_array_chunk`), then the
+        transfer with the subclass's rule (its ``transfer_step``). Returns the reads."""
         views = self._numpy_views
-        kernels.match_torch_threads()
         sample, col, passes, size = reads.table[:4]
-        v = transfer_kernel.fused_update(
-            x.contiguous().numpy(), d.contiguous().numpy(), views(self.c_in), views(self.c_out),
-            sample, col, passes, size, self.flip_period, self.flip_prob,
-            _NO_FLIPS_OUT if flips_out is None else np.ascontiguousarray(flips_out.numpy()),
-            auto_scale, views(self.m_x), views(self.m_d), keep, eta_max, views(self.eta_a), views(self.A.eps), update,
-            self.A.kernel_state(), (self.A.mult_noise, self.A.has_write_noise), self._transfer_scale(lr),
-            *self._transfer_state(), self.C.column_write_state(), (self.C.mult_noise, self.C.has_write_noise),
-            kernels.draw_seed(self.generator))
+        flips = np.ascontiguousarray(flips_in.numpy())
+        raw, sign_in, sign_out = transfer_kernel.fast_array_chunk(
+            x.contiguous().numpy(), d.contiguous().numpy(), views(self.c_in), views(self.c_out), sample, col, flips,
+            _NO_FLIPS_OUT if flips_out is None else np.ascontiguousarray(flips_out.numpy()), views(self.eta_a),
+            views(self.A.eps), self._update_settings, self.A.kernel_state(), kernels.draw_seed(self.generator))
+        empty3, empty2 = _EMPTY_MEANS
+        buffers = TransferBuffers(views(self.H), empty3 if self.p is None else views(self.p),
+                                  empty3 if self.p_ref is None else views(self.p_ref),
+                                  empty2 if self.switched is None else views(self.switched))
+        v = self.compiled_step(raw, TransferReads(col, passes, size, flips, sign_in, sign_out), buffers,
+                               self._transfer_settings(lr), self.C.kernel_state(keep_visible=True),
+                               kernels.draw_seed(self.generator))
         return torch.from_numpy(v)
 
-    def _transfer_compiled(self, columns: Tensor, reads: Reads, sign_in: Tensor, sign_out: Tensor,
-                           flips: Tensor | None, scale: float) -> Tensor:
-        """Read, buffer and C steps of distinct columns in one compiled pass (CPU; see :mod:`.transfer_kernel`).
-
-        The same as :meth:`_transfer_read`, :meth:`_buffer_step` and :meth:`accumulate`, without
-        their thirty-odd small tensor operations. Returns the reads.
-        """
-        n_p, n_r = sign_in.shape
-        flips_np = np.zeros((n_p, n_r), dtype=np.bool_) if flips is None else np.ascontiguousarray(flips.numpy())
-        v, steps = transfer_kernel.transfer_columns(
-            columns.contiguous().numpy(), reads.col.numpy(), reads.passes.numpy(), reads.size.numpy(),
-            sign_in.contiguous().numpy(), sign_out.contiguous().numpy(), flips_np, scale, self.A.eps.numpy(),
-            *self._transfer_state(), kernels.draw_seed(self.generator))
-        self._write_slow_array(torch.from_numpy(steps), reads.col, distinct=True)
-        return torch.from_numpy(v)
-
-    def _transfer_state(self) -> tuple[Any, ...]:
-        """What both compiled transfer kernels take from ``first_write_pass`` to ``read``: rule, buffer,
-        AGAD's means, the threshold settings and the read's periphery."""
+    def _transfer_settings(self, lr: float) -> TransferSettings:
         cfg = self.cfg
-        return (self.first_write_pass, self._numpy_views(self.H), self.kernel_rule, *self._kernel_means(),
-                float(cfg.transfer_desired_bl), bool(cfg.forget_buffer), float(cfg.momentum), self._column_read)
+        return TransferSettings(self._transfer_scale(lr), self._numpy_views(self.A.eps), int(self.first_write_pass),
+                                float(self.beta), float(cfg.transfer_desired_bl), bool(cfg.forget_buffer),
+                                float(cfg.momentum), self._column_read)
 
-    def _kernel_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """AGAD's running mean, past mean, switched flags and beta for the compiled transfer (unused: empty)."""
-        empty = np.zeros((0, 0, 0), dtype=np.float32)
-        return empty, empty, np.zeros((0, 0), dtype=np.bool_), 0.0
+    # -- the chunk in torch (the reference; GPUs, other device families, the exact engine) ----------
+    def _chunk_torch(self, x: Tensor, d: Tensor, lr: float, reads: Reads, flips_in: Tensor,
+                     flips_out: Tensor | None) -> Tensor:
+        x, sign_in = self._chop_inputs(x, reads, flips_in)
+        d, sign_out = self._chop_outputs(d, reads, flips_out)
+        raw = self._update_fast_array(x, d, self.eta_a.view(-1, 1), reads)
+        if not len(reads):
+            return raw
+        v = read_columns(raw, self.cfg.transfer_io, self.generator)
+        self._transfer(v, reads, sign_in, sign_out, flips_in, lr)
+        return v
+
+    def _transfer(self, v: Tensor, reads: Reads, sign_in: Tensor, sign_out: Tensor, flips: Tensor, lr: float) -> None:
+        """Reads ``v (P, out, R)`` into H by the subclass's rule, thresholds and C writes, round by round
+        (round m: every column's m-th read, so its columns are distinct)."""
+        lr_scale = (self._transfer_scale(lr) * reads.size.to(v.dtype).view(1, -1) / self.A.eps.view(-1, 1)).unsqueeze(1)
+        sign = sign_in.unsqueeze(1) * sign_out.transpose(1, 2)  # (P, out, R)
+        rank = torch.from_numpy(reads.rank).to(v.device)
+        for m in range(int(reads.rank.max()) + 1):
+            idx = (rank == m).nonzero().squeeze(1)
+            cols = reads.col[idx]
+            steps = self._buffer_step(cols, reads.passes[idx], v[:, :, idx], sign[:, :, idx], lr_scale[:, :, idx],
+                                      flips[:, idx])
+            self._write_slow_array(steps, cols)
 
     def _buffer_step(self, cols: Tensor, passes: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor,
-                     flips: Tensor | None) -> Tensor:
-        """Reads of distinct columns into H; threshold transfer; returns the C steps ``(P, out, R)``.
+                     flips: Tensor) -> Tensor:
+        """Reads of distinct columns into H by the rule; threshold transfer; returns the C steps ``(P, out, R)``.
 
         Where ``|H| >= 1``: ``n = clamp(trunc(H), -BLT, BLT)`` and H is forgotten (``H <- momentum H``)
         or, with ``forget_buffer=false``, reduced by ``(1 - momentum) n``.
         """
         cfg = self.cfg
-        h = self.H.index_select(2, cols).add_(self.accumulate(cols, v, sign, lr_scale, flips))
+        rule = self.rule.py_func
+        if self.p is None:
+            increment, _, _ = rule(v, sign, lr_scale, 0.0, 0.0, 0.0, self.beta)
+        else:  # index_select / index_copy_: several times cheaper than advanced indexing on the CPU
+            switched = self.switched.index_select(1, cols).unsqueeze(1).to(v.dtype)
+            increment, mean, past = rule(v, sign, lr_scale, self.p.index_select(2, cols),
+                                         self.p_ref.index_select(2, cols), switched, self.beta)
+            self.p.index_copy_(2, cols, mean)
+            self.p_ref.index_copy_(2, cols, past)
+            self.switched.index_copy_(1, cols, flips)
+        h = self.H.index_select(2, cols).add_(increment)
         blt = float(cfg.transfer_desired_bl)
         n = torch.where(h.abs() >= 1, torch.clamp(torch.trunc(h), -blt, blt), torch.zeros_like(h))
         if cfg.forget_buffer:
@@ -294,25 +300,21 @@ class TransferCompound(AnalogAlgorithm):
         """Which samples of the batch end with a transfer event, and which column each tile reads."""
         table = transfer_kernel.schedule(self.samples, self.events, batch, self.cfg.transfer_every, self._tile_starts,
                                          self._tile_sizes)
-        events = table.shape[1] // len(self._tile_sizes)
-        return Reads(table, events, (events - 1) // self._min_tile + 1 if events else 1, self.H.device)
+        return Reads(table, table.shape[1] // len(self._tile_sizes), self.H.device)
 
-    def _random_in_flips(self, n_reads: int) -> Tensor | None:
-        """Random input chopper flips after each read, ``(P, R)`` bool (probability ``flip_prob``); None: never."""
-        if self.flip_prob <= 0 or not n_reads:
-            return None
-        draw = torch.rand((self.c_in.shape[0], n_reads), generator=self.generator, device=self.c_in.device)
-        return draw < self.flip_prob
-
-    def _in_chopper_flips(self, reads: Reads, random: Tensor | None) -> Tensor | None:
-        """Whether each replica flips the input chopper of the column just read, ``(P, R)`` bool; None: never.
-
-        The regular flips (the last pass of every ``flip_period``) or-ed with the ``random`` ones.
-        """
-        if not self.flip_period or not len(reads):
-            return random
-        regular = (reads.passes % self.flip_period == self.flip_period - 1).view(1, -1).expand(self.c_in.shape[0], -1)
-        return regular if random is None else regular | random
+    def _in_chopper_flips(self, reads: Reads) -> Tensor:
+        """Whether each replica flips the input chopper of the column just read, ``(P, R)`` bool: in the
+        last of every ``flip_period`` passes, or-ed with random flips of probability ``flip_prob``."""
+        n_p = self.c_in.shape[0]
+        if self._kernels:
+            return torch.from_numpy(transfer_kernel.chopper_flips(reads.table[2], n_p, self.flip_period,
+                                                                  self.flip_prob, kernels.draw_seed(self.generator)))
+        flips = torch.zeros((n_p, len(reads)), dtype=torch.bool, device=self.c_in.device)
+        if self.flip_period and len(reads):
+            flips |= (reads.passes % self.flip_period == self.flip_period - 1).view(1, -1)
+        if self.flip_prob > 0 and len(reads):
+            flips |= torch.rand((n_p, len(reads)), generator=self.generator, device=self.c_in.device) < self.flip_prob
+        return flips
 
     def _out_chopper_flips(self, reads: Reads) -> Tensor | None:
         """Per read and output, whether ``c_out`` flips after it, ``(P, R, out)``; None if never."""
@@ -323,10 +325,10 @@ class TransferCompound(AnalogAlgorithm):
         draw = torch.rand((n_p, len(reads), n_out), generator=self.generator, device=self.c_out.device) < p
         return draw & reads.pass_end.view(1, -1, 1)
 
-    def _chop_inputs(self, x: Tensor, reads: Reads, flips: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _chop_inputs(self, x: Tensor, reads: Reads, flips: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` with each sample's input chopper signs, and ``c_in[k]`` at every read ``(P, R)``."""
         n_p = x.shape[0]
-        if flips is None or not bool(flips.any()):
+        if not bool(flips.any()):
             if bool((self.c_in == 1).all()):
                 return x, x.new_ones((n_p, len(reads)))
             return x * self.c_in.unsqueeze(1), self.c_in[:, reads.col]
@@ -369,7 +371,7 @@ class TransferCompound(AnalogAlgorithm):
             return self.eta_a.view(-1, 1)
         keep = 1.0 - cfg.auto_momentum
         eta = cfg.fast_lr * self.update_cfg.desired_bl * self.A.eps
-        if self._compiled:
+        if self._kernels:
             eta_np = transfer_kernel.auto_scale_lr(x.contiguous().numpy(), d.contiguous().numpy(), self.m_x.numpy(),
                                                    self.m_d.numpy(), keep, eta.numpy())
             self.eta_a = torch.from_numpy(eta_np)
@@ -384,90 +386,66 @@ class TransferCompound(AnalogAlgorithm):
         return self.eta_a.view(-1, 1)
 
     def _update_fast_array(self, x: Tensor, d: Tensor, eta: Tensor, reads: Reads) -> Tensor:
-        """Pulse A with every sample; return each read's column of A after its sample, ``(P, out, R)``."""
+        """Pulse A with every sample; return each read's column of A right after its sample, ``(P, out, R)``."""
         a = self.A
+        cols = reads.col
         if not len(reads):
             pulsed_update(a, x, d, eta, self.update_cfg, self.generator)
             return x.new_zeros((x.shape[0], a.shape[1], 0))
-        columns = x.new_empty((x.shape[0], a.shape[1], len(reads)))
-        if self.update_cfg.engine == "exact":
+        if self.update_cfg.engine == "exact":  # sample after sample, the columns read in between
+            columns = x.new_empty((x.shape[0], a.shape[1], len(reads)))
             start = 0
             for b in torch.unique(reads.sample).tolist():
                 pulsed_update(a, x[:, start:b + 1], d[:, start:b + 1], eta, self.update_cfg, self.generator)
                 at = (reads.sample == b).nonzero().squeeze(1)
-                columns[:, :, at] = a.weight[:, :, reads.col[at]]
+                columns[:, :, at] = a.weight_at(cols[at])
                 start = b + 1
             if start < x.shape[1]:
                 pulsed_update(a, x[:, start:], d[:, start:], eta, self.update_cfg, self.generator)
             return columns
-
-        if uses_masks(a, self.update_cfg) and reads.n_phases == 1:  # compiled kernels: one pass
-            masks = pulse_masks(x, d, eta, a.eps, self.update_cfg, self.generator)
-            if masks.empty:
-                return a.weight_at(reads.col)
-            return a.apply_masks(masks, self.generator, reads.col, reads.sample)
+        if uses_masks(a, self.update_cfg):  # compiled kernels: the rounds in one pass
+            return a.apply_masks(pulse_masks(x, d, eta, a.eps, self.update_cfg, self.generator), self.generator,
+                                 cols, reads.sample)
         trains = pulse_trains(x, d, eta, a.eps, self.update_cfg, self.generator)
-        if trains.bx.shape[2] == 0:
-            return a.weight_at(reads.col)
-        n_up, n_dn = trains.up_down_counts()
-        # Counts of each read column up to (and including) the read's sample, (P, out, R): the bit
-        # slots of later samples are masked out of one product per count kind.
-        n_p, n_b, n_t, n_out = trains.bd.shape
-        upto = (torch.arange(n_b, device=x.device).view(-1, 1) <= reads.sample.view(1, -1)).to(x.dtype)  # (B, R)
-        bx = trains.bx[..., reads.col] * upto.view(1, n_b, 1, -1)
-        sx = bx * trains.sign_x[..., reads.col].unsqueeze(2)
-        sd = trains.bd * trains.sign_d.unsqueeze(2)
-        total = torch.bmm(trains.bd.reshape(n_p, n_b * n_t, n_out).transpose(1, 2), bx.reshape(n_p, n_b * n_t, -1))
-        signed = torch.bmm(sd.reshape(n_p, n_b * n_t, n_out).transpose(1, 2), sx.reshape(n_p, n_b * n_t, -1))
-        cum_dn = 0.5 * (total + signed)
-        cum_up = total - cum_dn
-        n_phases = reads.n_phases
-        done_up = done_dn = None
-        for phase in range(n_phases):  # one pass unless a tile is shorter than the batch's reads
-            if n_phases == 1:  # every column read once: all reads at once, no gathering
-                idx, cols, up, dn = slice(None), reads.col, cum_up, cum_dn
-            else:
-                idx = (reads.phase == phase).nonzero().squeeze(1)
-                cols = reads.col[idx]
-                up, dn = cum_up[:, :, idx], cum_dn[:, :, idx]
-            if done_up is not None:  # a column read again: only the counts since its last read
-                up, dn = up - done_up.index_select(2, cols), dn - done_dn.index_select(2, cols)
-            a.apply_counts_at(cols, up, dn, self.generator)
-            n_up.index_add_(2, cols, up, alpha=-1)
-            n_dn.index_add_(2, cols, dn, alpha=-1)
-            if n_phases > 1:
-                if done_up is None:
-                    done_up, done_dn = torch.zeros_like(n_up), torch.zeros_like(n_dn)
-                done_up[:, :, cols], done_dn[:, :, cols] = cum_up[:, :, idx], cum_dn[:, :, idx]
-            columns[:, :, idx] = a.weight_at(cols)
-        a.apply_counts(n_up, n_dn, self.generator)
+        columns = x.new_empty((x.shape[0], a.shape[1], len(reads)))
+        rank = torch.from_numpy(reads.rank).to(x.device)
+        n_b, n_in = x.shape[1], x.shape[2]
+        batch = torch.arange(n_b, device=x.device).view(-1, 1)
+        lo = torch.full((n_in,), -1, dtype=torch.int64, device=x.device)  # the window of each column:
+        for m in range(int(reads.rank.max()) + 2):  # samples lo < b <= hi
+            at = (rank == m).nonzero().squeeze(1)
+            hi = torch.full((n_in,), n_b - 1, dtype=torch.int64, device=x.device)
+            hi[cols[at]] = reads.sample[at]
+            done = lo >= hi  # a column with fewer reads: its last window is behind it
+            window = ((batch > lo) & (batch <= hi) & ~done).to(x.dtype)  # (B, in)
+            if trains.bx.shape[2] and bool(window.any()):
+                n_up, n_dn = trains.up_down_counts(window)
+                a.apply_counts(n_up, n_dn, self.generator)
+            columns[:, :, at] = a.weight_at(cols[at])
+            lo = torch.where(done, lo, hi)
         return columns
 
-    def _transfer_read(self, columns: Tensor) -> Tensor:
-        """Read columns ``(P, out, R)`` of A through the transfer periphery (noise + ADC, no NM/BM)."""
-        return read_columns(columns, self.cfg.transfer_io, self.generator)
-
-    def _write_slow_array(self, steps: Tensor, cols: Tensor, distinct: bool = False) -> None:
-        """``|n|`` single pulses of sign(n) on C at each read column, ``steps (P, out, R)``."""
+    def _write_slow_array(self, steps: Tensor, cols: Tensor) -> None:
+        """``|n|`` single pulses of sign(n) on C at the distinct columns ``cols``, ``steps (P, out, R)``."""
         c = self.C
-        fast_distinct = distinct and self.update_cfg.engine != "exact"
-        if fast_distinct and c.kernel_ready:  # compiled: skips the zeros itself
+        if self.update_cfg.engine != "exact" and c.kernel_ready:  # compiled: skips the zeros itself
             c.apply_column_steps(cols, steps, self.generator)
             return
         if not bool((steps != 0).any()):
             return
-        if fast_distinct:  # few pulses on known columns
+        if self.update_cfg.engine != "exact":  # few pulses on known columns
             c.apply_counts_at(cols, steps.clamp(min=0), (-steps).clamp(min=0), self.generator, sparse=True)
             return
         up = torch.zeros_like(c.g).index_add_(2, cols, steps.clamp(min=0))
         dn = torch.zeros_like(c.g).index_add_(2, cols, (-steps).clamp(min=0))
-        if self.update_cfg.engine == "exact":
-            for r in range(1, int(torch.maximum(up, dn).max()) + 1):
-                for sign, count in ((1.0, up), (-1.0, dn)):
-                    if bool((count >= r).any()):
-                        c.pulse_once(sign * (count >= r).to(count.dtype), self.generator)
-        else:
-            c.apply_counts(up, dn, self.generator)
+        for r in range(1, int(torch.maximum(up, dn).max()) + 1):
+            for sign, count in ((1.0, up), (-1.0, dn)):
+                if bool((count >= r).any()):
+                    c.pulse_once(sign * (count >= r).to(count.dtype), self.generator)
+
+
+_NO_FLIPS_OUT = np.zeros((0, 0, 0), dtype=np.bool_)
+_EMPTY_MEANS = (np.zeros((0, 0, 0), dtype=np.float32), np.zeros((0, 0), dtype=np.bool_))
 
 
 def chopper_period(in_chop_prob: float) -> int:

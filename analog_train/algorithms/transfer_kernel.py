@@ -1,49 +1,93 @@
 """Compiled CPU version of a TTv2 / c-TTv2 / AGAD mini-batch (numba).
 
-:meth:`TransferCompound.update` chops x and d, sets A's learning rate, pulses A, reads the
-batch's columns of A through the transfer periphery, turns the reads into buffer increments with
-the algorithm's rule, thresholds H and writes C. In torch that is about a hundred tensor and
-numpy operations per layer and mini-batch on blocks of a few thousand numbers, so on the CPU
-their dispatch, not their arithmetic, was the cost. Here each step is a kernel that computes the
-same thing in the same order (:func:`chop_inputs`, :func:`chop_outputs`, :func:`auto_scale_lr`,
-:func:`transfer_columns`), and :func:`fused_update` runs them all, with the device kernels of
-:mod:`analog_train.devices.kernels`, as one call. The torch implementation stays the reference
-(and the path for GPUs, for devices without compiled kernels and for repeated column reads);
-``tests/test_transfer_kernel.py`` holds the two equal.
+A mini-batch (:meth:`TransferCompound.update`) is cut into chunks of at most ``CHUNK_SAMPLES``
+samples, so that the temporaries stay bounded whatever the batch (a LeNet-5 batch of 10 images is
+5,760 samples of its first layer). Per chunk, two compiled calls:
 
-The read (:class:`~analog_train.crossbar.io.ColumnRead`) draws its noise from the kernels'
-counter-based generator instead of the run's ``torch.Generator``, as the pulse trains do.
+* :func:`fast_array_chunk` (the same for every algorithm): the chunk's chopper signs
+  (:func:`chop_inputs`, :func:`chop_outputs`), A's pulse trains, their coincidences and the column
+  reads (:func:`analog_train.devices.kernels.apply_trains`: each device is updated once per interval
+  between its column's reads, so a column may be read any number of times, each read seeing A
+  right after its sample);
+* the algorithm's ``transfer_step``, which runs :func:`transfer_rounds` with the algorithm's own
+  buffer rule (``buffer_rule`` in ``ttv2.py``, ``cttv2.py``, ``agad.py``, the function the torch path
+  calls too): reads through the transfer periphery, buffer H, threshold, C writes.
+
+:func:`auto_scale_lr` sets A's learning rate once per mini-batch, :func:`chopper_flips` draws the
+input choppers' flips. The torch implementation in :mod:`.transfer` stays the reference (and the
+path for GPUs and for devices without compiled kernels); ``tests/test_transfer_kernel.py`` holds
+the two equal. The read (:class:`~analog_train.crossbar.io.ColumnRead`) draws its noise from the
+kernels' counter-based generator instead of the run's ``torch.Generator``, as the pulse trains do.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from analog_train.crossbar.io import ColumnRead
 from analog_train.devices import kernels
-from analog_train.devices.kernels import key, normal
+from analog_train.devices.kernels import FASTMATH, key, normal
 
-# Buffer rules (the subclasses' ``accumulate``): H[:, k] += lr_scale * ...
-RULE_TTV2 = 0  # ... v
-RULE_CHOPPED = 1  # ... c_k c_i v
-RULE_AGAD = 2  # ... c_k c_i (v - p_ref), with AGAD's running and past means
+CHUNK_SAMPLES = 1024  # samples of a mini-batch processed together (bounds the pulse masks and reads)
+
+# A buffer rule as the kernels call it: numba inlines it into the algorithm's transfer_step, the torch
+# path calls the same Python function on tensors (``rule.py_func``).
+buffer_rule = njit(inline="always", error_model="numpy")
+
+
+class TransferReads(NamedTuple):
+    """The column reads of one chunk, in time order, as the transfer pass takes them."""
+
+    col: np.ndarray  # (R,) column
+    passes: np.ndarray  # (R,) completed passes of the column's tile before the read
+    size: np.ndarray  # (R,) in-size of the column's tile (enters lr_scale)
+    flips: np.ndarray  # (P, R) bool: the input chopper of the column flips after the read
+    sign_in: np.ndarray  # (P, R) input chopper of the column at the read
+    sign_out: np.ndarray  # (P, R, out) output choppers at the read
+
+
+class TransferBuffers(NamedTuple):
+    """The algorithm's per-element state, updated in place: H, and AGAD's running mean ``p``, past
+    mean ``p_ref`` and per-column ``switched`` flags (empty arrays for the other algorithms)."""
+
+    h: np.ndarray  # (P, out, in)
+    mean: np.ndarray  # (P, out, in) or (0, 0, 0)
+    past: np.ndarray  # (P, out, in) or (0, 0, 0)
+    switched: np.ndarray  # (P, in) bool or (0, 0)
+
+
+class TransferSettings(NamedTuple):
+    """Numbers of the transfer pass: ``scale = lr n_s / (gamma_0 buffer_granularity)`` (times the tile
+    size over eps_A it is the buffer's learning rate), A's granularity per replica, the first pass
+    that may write C, AGAD's beta, the threshold transfer (BLT, forget_buffer, momentum) and the read."""
+
+    scale: float
+    eps: np.ndarray
+    first_write_pass: int
+    beta: float
+    blt: float
+    forget: bool
+    momentum: float
+    read: ColumnRead
 
 
 @njit(cache=True)
 def schedule(samples, events, batch, transfer_every, starts, sizes):
-    """The column reads of a mini-batch, ``(6, R)``: sample, column, passes, tile size, phase, pass end.
+    """The column reads of a mini-batch, ``(5, R)``: sample, column, passes, tile size, pass end.
 
     Sample b ends with a transfer event when ``samples + b + 1`` (samples seen, counting this one)
     is a multiple of ``transfer_every``; the batch's i-th event, the run's ``events + i``-th, reads the
     column ``e % size`` of every input tile (``starts``, ``sizes``), which has ``e // size`` passes
-    behind it. ``phase``: earlier reads of the same column in this batch (``i // size``); ``pass end``:
-    the read of the first tile's last column. In time order: event, then tile (see ``transfer.Reads``).
+    behind it. ``pass end``: the read of the first tile's last column. In time order: event, then
+    tile (see ``transfer.Reads``).
     """
     first = (-(samples + 1)) % transfer_every
     n_events = (batch - first + transfer_every - 1) // transfer_every if batch > first else 0
     n_tiles = sizes.shape[0]
-    table = np.empty((6, n_events * n_tiles), dtype=np.int64)
+    table = np.empty((5, n_events * n_tiles), dtype=np.int64)
     for i in range(n_events):
         e = events + i
         for t in range(n_tiles):
@@ -53,68 +97,8 @@ def schedule(samples, events, batch, transfer_every, starts, sizes):
             table[1, r] = starts[t] + local
             table[2, r] = e // sizes[t]
             table[3, r] = sizes[t]
-            table[4, r] = i // sizes[t]
-            table[5, r] = t == 0 and local == sizes[t] - 1
+            table[4, r] = t == 0 and local == sizes[t] - 1
     return table
-
-
-@njit(cache=True, error_model="numpy")
-def transfer_columns(columns, cols, passes, sizes, sign_in, sign_out, flips, scale, eps, first_write_pass, h, rule,
-                     run_mean, past_mean, switched, beta, blt, forget, momentum, read, seed):
-    """Reads, buffer increments and C steps of the distinct columns ``cols`` of one mini-batch.
-
-    ``columns (P, out, R)``: A's visible weight of each read column right after its sample;
-    ``passes`` and ``sizes (R,)``: completed passes and size of the column's tile. ``sign_in (P, R)``
-    and ``sign_out (P, R, out)``: chopper signs at each read. A read adds ``scale size / eps_A``
-    times its rule's value to H, and may write to C from pass ``first_write_pass`` on. Updates ``h (P, out, in)`` and,
-    for AGAD, ``run_mean``, ``past_mean (P, out, in)`` and ``switched (P, in)`` in place (``flips
-    (P, R)``: the input chopper of the column flips after the read). Returns the reads ``v`` and
-    the C steps ``n``, both ``(P, out, R)``, as ``TransferCompound._transfer_read`` and
-    ``_buffer_step`` compute them.
-    """
-    n_p, n_out, n_r = columns.shape
-    v = np.empty_like(columns)
-    steps = np.zeros_like(columns)
-    for p in range(n_p):
-        for r in range(n_r):
-            k = cols[r]
-            lr_scale = scale * sizes[r] / eps[p]
-            allowed = passes[r] >= first_write_pass
-            gain = read.level_gain
-            if not read.perfect and read.inp_noise_gain > 0.0:  # one input-noise draw per read
-                gain = read.level_gain + read.inp_noise_gain * normal(key(seed, p * n_r + r, 0))
-            was_switched = switched[p, k] if rule == RULE_AGAD else False
-            for i in range(n_out):
-                value = columns[p, i, r]
-                if not read.perfect:
-                    q = value * gain
-                    if read.out_noise > 0.0:
-                        q += read.out_noise * normal(key(seed, (p * n_out + i) * n_r + r, 1))
-                    if read.quantise:
-                        q = np.round(q)
-                    value = min(max(q, -read.l_out), read.l_out) * read.res_out
-                v[p, i, r] = value
-                if rule == RULE_TTV2:
-                    increment = lr_scale * value
-                elif rule == RULE_CHOPPED:
-                    increment = lr_scale * sign_in[p, r] * sign_out[p, r, i] * value
-                else:
-                    mean = run_mean[p, i, k]
-                    ref = mean if was_switched else past_mean[p, i, k]
-                    past_mean[p, i, k] = ref
-                    run_mean[p, i, k] = (1.0 - beta) * mean + beta * value
-                    increment = lr_scale * sign_in[p, r] * sign_out[p, r, i] * (value - ref)
-                hk = h[p, i, k] + increment
-                n = 0.0
-                if abs(hk) >= 1.0:
-                    n = min(max(np.trunc(hk), -blt), blt)
-                    hk = momentum * hk if forget else hk - (1.0 - momentum) * n
-                h[p, i, k] = hk
-                if allowed:
-                    steps[p, i, r] = n
-            if rule == RULE_AGAD:
-                switched[p, k] = flips[p, r]
-    return v, steps
 
 
 @njit(cache=True, error_model="numpy")
@@ -201,75 +185,158 @@ def chop_outputs(d, c_out, sample, flips):
 
 
 @njit(cache=True, error_model="numpy")
-def fused_update(x, d, c_in, c_out, sample, col, passes, sizes, flip_period, flip_prob, flips_out, auto_scale, m_x,
-                 m_d, keep, eta_max, eta_a, eps, update, a_state, a_flags, scale, first_write_pass, h, rule, run_mean,
-                 past_mean, switched, beta, blt, forget, momentum, read, c_state, c_flags, seed):
-    """One mini-batch of a transfer algorithm on the CPU, start to end, for distinct read columns.
-
-    The steps of ``TransferCompound.update`` in order: choppers (:func:`chop_inputs`,
-    :func:`chop_outputs`; an input chopper flips after a read in the last of every ``flip_period``
-    passes, 0: never, and with probability ``flip_prob``), ``eta_A``
-    (``auto_scale``: :func:`auto_scale_lr` into ``eta_a``; else ``eta_a`` as given), the pulse
-    trains of A (``update``: desired BL, um_grad_scale, update and BL management) and their
-    application with the column reads after each read's sample (``a_state``: flat g, write noise,
-    pulse counts, rows, reference; ``a_flags``: multiplicative noise, write noise), the transfer
-    (:func:`transfer_columns`, from ``first_write_pass`` to ``read`` the same arguments) and the C
-    steps (``c_state``: as ``a_state`` and C's kept visible weight). Returns the reads ``v (P, out, R)``.
-    """
-    n_p, n_b = x.shape[0], x.shape[1]
-    n_in = x.shape[2]
-    n_r = col.shape[0]
+def chopper_flips(passes, n_p, flip_period, flip_prob, seed):
+    """Whether the input chopper of each read's column flips after it, ``(P, R)``: in the last of every
+    ``flip_period`` passes over the columns (0: never) and / or with probability ``flip_prob``."""
+    n_r = passes.shape[0]
     flips = np.zeros((n_p, n_r), dtype=np.bool_)
-    flip_seed = kernels.key(seed, 0, 5)
     for p in range(n_p):
         for r in range(n_r):
             regular = flip_period > 0 and passes[r] % flip_period == flip_period - 1
-            drawn = flip_prob > 0.0 and kernels.uniform(kernels.key(flip_seed, p * n_r + r, 0)) < flip_prob
+            drawn = flip_prob > 0.0 and kernels.uniform(key(seed, p * n_r + r, 0)) < flip_prob
             flips[p, r] = regular or drawn
-    xc, sign_in = chop_inputs(x, c_in, sample, col, flips)
+    return flips
+
+
+@njit(cache=True, error_model="numpy")
+def fast_array_chunk(x, d, c_in, c_out, sample, col, flips_in, flips_out, eta_a, eps, update, state, seed):
+    """A's part of one chunk: choppers, pulse trains, pulses and reads; returns ``(raw reads (P, out, R),
+    sign_in (P, R), sign_out (P, R, out))``.
+
+    ``x (P, Bc, in)``, ``d (P, Bc, out)``: the chunk's samples; reads r at chunk sample ``sample[r]``
+    of column ``col[r]``, in time order; ``flips_in (P, R)`` and ``flips_out (P, R, out)`` (empty:
+    never) flip the choppers ``c_in``, ``c_out`` (in place) after a read; ``eta_a (P,)`` A's learning
+    rate and ``eps (P,)`` its granularity; ``update`` the pulse-train settings (:class:`~analog_train.devices.kernels.UpdateSettings`);
+    ``state`` A's :class:`~analog_train.devices.kernels.DeviceState`. The raw reads are A's visible
+    weight right after each read's sample, as :meth:`TransferCompound._update_fast_array` returns them.
+    """
+    n_p, n_b, n_in = x.shape
+    xc, sign_in = chop_inputs(x, c_in, sample, col, flips_in)
     dc, sign_out = chop_outputs(d, c_out, sample, flips_out)
-    if auto_scale:
-        eta_a[:] = auto_scale_lr(xc, dc, m_x, m_d, keep, eta_max)
     eta = np.empty((n_p, n_b), dtype=x.dtype)
     for p in range(n_p):
         eta[p, :] = eta_a[p]
-    xpos, xneg, dpos, dneg, t_max = kernels.pulse_masks(xc, dc, eta, eps, update[0], update[1], update[2], update[3],
-                                                        kernels.key(seed, 0, 1))
-    g, w_noise, pulse_count, rows, ref = a_state
-    n_out = dc.shape[2]
-    columns = np.empty((n_p, n_out, n_r), dtype=x.dtype)
-    if t_max == 0:  # nothing to pulse: the reads see A as it is
+    xpos, xneg, dpos, dneg, off = kernels.pulse_masks(xc, dc, eta, eps, update, key(seed, 0, 1))
+    raw = np.empty((n_p, d.shape[2], col.shape[0]), dtype=x.dtype)
+    kernels.apply_trains(state, dpos, dneg, xpos, xneg, off, kernels.read_plan(sample, col, n_in), key(seed, 0, 2), raw)
+    return raw, sign_in, sign_out
+
+
+@njit(inline="always")
+def transfer_rounds(rule, raw, reads, buffers, settings, c_state, seed):
+    """Reads ``raw (P, out, R)`` of one chunk through the periphery, into the buffer by ``rule``, thresholds
+    and C writes, as :meth:`TransferCompound._transfer` does in torch; returns the reads ``v``.
+
+    ``rule(v, sign, lr_scale, mean, past, switched, beta) -> (increment, mean, past)`` is the
+    algorithm's buffer rule, inlined into its ``transfer_step``. A read of column k adds
+    ``rule(...)`` to ``H[:, k]`` with ``lr_scale = scale size / eps_A``; where ``|H| >= 1``,
+    ``n = clamp(trunc(H), -BLT, BLT)`` pulses go to C (from pass ``first_write_pass`` on) and H is
+    forgotten (``H <- momentum H``) or reduced by ``(1 - momentum) n``. Reads of one column are
+    processed in time order: round m holds every column's m-th read, so the columns of a round are
+    distinct and their C writes go through the vectorised update together (a seed per round).
+    Rows (replica, output) are independent and spread over the threads.
+    """
+    n_p, n_out, n_r = raw.shape
+    h, mean, past, switched = buffers.h, buffers.mean, buffers.past, buffers.switched
+    n_in = h.shape[2]
+    means = mean.shape[0] > 0
+    col, passes, size, flips = reads.col, reads.passes, reads.size, reads.flips
+    # Rounds: read r is the rank-th read of its column in the chunk.
+    seen = np.zeros(n_in, dtype=np.int64)
+    rank = np.empty(n_r, dtype=np.int64)
+    for r in range(n_r):
+        rank[r] = seen[col[r]]
+        seen[col[r]] += 1
+    n_rounds = seen.max() if n_r > 0 else 0
+    round_start = np.zeros(n_rounds + 1, dtype=np.int64)
+    for r in range(n_r):
+        round_start[rank[r] + 1] += 1
+    for m in range(n_rounds):
+        round_start[m + 1] += round_start[m]
+    by_round = np.empty(n_r, dtype=np.int64)
+    filled = round_start.copy()
+    for r in range(n_r):
+        by_round[filled[rank[r]]] = r
+        filled[rank[r]] += 1
+    # AGAD: whether the column's chopper flipped since its previous read, at every read.
+    was_switched = np.zeros((n_p, n_r), dtype=np.float64)
+    if means:
         for p in range(n_p):
-            for i in range(n_out):
-                for r in range(n_r):
-                    k = (p * n_out + i) * n_in + col[r]
-                    columns[p, i, r] = g[k] - ref[k] + w_noise[k]
-    else:
-        read_slot = np.full(n_in, -1, dtype=np.int64)
-        for r in range(n_r):
-            read_slot[col[r]] = r
-        kernels.apply_trains_in(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot,
-                                kernels.keep_masks((sample + 1) * t_max, xpos.shape[2]), kernels.key(seed, 0, 2),
-                                a_flags[0], a_flags[1], columns)
-    v, steps = transfer_columns(columns, col, passes, sizes, sign_in, sign_out, flips, scale, eps, first_write_pass, h,
-                                rule, run_mean, past_mean, switched, beta, blt, forget, momentum, read,
-                                kernels.key(seed, 0, 3))
-    cg, cw, cp, crows, cref, cvisible = c_state
-    kernels.apply_column_steps(cg, cw, cp, crows, cref, cvisible, col, steps, n_in, kernels.key(seed, 0, 4), c_flags[0],
-                               c_flags[1])
+            for r in range(n_r):
+                was_switched[p, r] = 1.0 if switched[p, col[r]] else 0.0
+                switched[p, col[r]] = flips[p, r]
+    read = settings.read
+    perfect, out_noise, quantise, l_out, res_out = read.perfect, read.out_noise, read.quantise, read.l_out, read.res_out
+    gain = np.full((n_p, n_r), read.level_gain)
+    if not perfect and read.inp_noise_gain > 0.0:  # one input-noise draw per read
+        for p in range(n_p):
+            for r in range(n_r):
+                gain[p, r] = read.level_gain + read.inp_noise_gain * normal(key(seed, p * n_r + r, 0))
+    # Plain arrays and numbers inside the parallel loop (numba's parfors mishandle tuples of arrays there).
+    scale, eps, beta, blt = settings.scale, settings.eps, settings.beta, settings.blt
+    forget, momentum, first_write_pass = settings.forget, settings.momentum, settings.first_write_pass
+    sign_in, sign_out = reads.sign_in, reads.sign_out
+    cg, cw, cp, crows, cref, cvisible = c_state.g, c_state.w_noise, c_state.pulse_count, c_state.rows, c_state.ref, \
+        c_state.visible
+    c_mult, c_write_noise = c_state.mult, c_state.write_noise
+    write_seed = key(seed, 0, 2)
+    v = np.empty_like(raw)
+    n_rows = n_p * n_out
+    n_chunks = min(n_rows, kernels.ROW_CHUNKS)
+    for chunk in prange(n_chunks):
+        lane = kernels.lane_buffers(max(n_in, 1))
+        index, n_up, n_dn = lane[0], lane[1], lane[2]
+        for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            p = row // n_out
+            i = row - p * n_out
+            base = row * n_in
+            for m in range(n_rounds):
+                writes = 0
+                for t in range(round_start[m], round_start[m + 1]):
+                    r = by_round[t]
+                    k = col[r]
+                    value = raw[p, i, r]
+                    if not perfect:
+                        q = value * gain[p, r]
+                        if out_noise > 0.0:
+                            q += out_noise * normal(key(seed, (p * n_out + i) * n_r + r, 1))
+                        if quantise:
+                            q = np.round(q)
+                        value = min(max(q, -l_out), l_out) * res_out
+                    v[p, i, r] = value
+                    lr_scale = scale * size[r] / eps[p]
+                    sign = sign_in[p, r] * sign_out[p, r, i]
+                    if means:
+                        increment, mean_k, past_k = rule(value, sign, lr_scale, mean[p, i, k], past[p, i, k],
+                                                         was_switched[p, r], beta)
+                        mean[p, i, k] = mean_k
+                        past[p, i, k] = past_k
+                    else:
+                        increment, _, _ = rule(value, sign, lr_scale, 0.0, 0.0, 0.0, beta)
+                    hk = h[p, i, k] + increment
+                    n = 0.0
+                    if abs(hk) >= 1.0:
+                        n = min(max(np.trunc(hk), -blt), blt)
+                        hk = momentum * hk if forget else hk - (1.0 - momentum) * n
+                    h[p, i, k] = hk
+                    if n != 0.0 and passes[r] >= first_write_pass:
+                        index[writes] = base + k
+                        n_up[writes] = max(n, 0.0)
+                        n_dn[writes] = max(-n, 0.0)
+                        writes += 1
+                if writes > 0:
+                    kernels.apply_gathered(writes, lane, cg, cw, cp, crows, kernels.round_seed(write_seed, m), c_mult,
+                                           c_write_noise, 0)
+                    kernels.refresh_visible_at(cvisible, cg, cref, cw, c_write_noise, index, writes)
     return v
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the step kernels for float32 state (``fused_update`` compiles,
-    or loads, at its first call: its argument types follow the run's arrays)."""
+    """Compile (or load from numba's cache) the generic step kernels for float32 state (an algorithm's
+    ``transfer_step`` compiles, or loads, at its first call)."""
     f32 = np.float32
-    columns = np.zeros((1, 1, 1), dtype=f32)
-    state = np.zeros((1, 1, 1), dtype=f32)
-    read = ColumnRead(False, 1.0, 0.0, 0.0, True, 1.0, 1.0)
+    x = np.zeros((1, 1, 2), dtype=f32)
     vector = np.ones(1, dtype=f32)
-    auto_scale_lr(columns, columns, vector, vector.copy(), 0.5, vector.copy())
+    auto_scale_lr(x, x, vector, vector.copy(), 0.5, vector.copy())
     index = np.zeros(1, dtype=np.int64)
-    transfer_columns(columns, index, index, index + 1, np.ones((1, 1), dtype=f32), np.ones((1, 1, 1), dtype=f32),
-                     np.zeros((1, 1), dtype=np.bool_), 1.0, vector, 0, state, RULE_AGAD, state.copy(), state.copy(),
-                     np.zeros((1, 1), dtype=np.bool_), 0.5, 1.0, True, 0.0, read, np.uint64(0))
+    chopper_flips(index, 1, 2, 0.5, np.uint64(0))

@@ -9,18 +9,28 @@ filter, and any offset of R from the SP reads as a constant gradient.
 
 from __future__ import annotations
 
-from torch import Tensor
+from numba import njit
 
 from analog_train.algorithms import transfer_kernel
 from analog_train.algorithms.transfer import TransferCompound
+from analog_train.devices.kernels import FASTMATH
+
+
+@transfer_kernel.buffer_rule
+def buffer_rule(v, sign, lr_scale, mean, past, switched, beta):
+    """``H[:, k] += lr_scale v``: v is already the differential read ``(A - R) e_k`` (A's visible weight is g - R)."""
+    return lr_scale * v, mean, past
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def transfer_step(raw, reads, buffers, settings, c_state, seed):
+    """:func:`.transfer_kernel.transfer_rounds` with this module's rule (compiled once, cached)."""
+    return transfer_kernel.transfer_rounds(buffer_rule, raw, reads, buffers, settings, c_state, seed)
 
 
 class TTv2(TransferCompound):
     """TTv2: aihwkit's ChoppedTransferCompound with the choppers off (``in_chop_prob`` is ignored)."""
 
     choppers = False
-    kernel_rule = transfer_kernel.RULE_TTV2
-
-    def accumulate(self, cols: Tensor, v: Tensor, sign: Tensor, lr_scale: Tensor, flips: Tensor | None) -> Tensor:
-        # v is already the differential read (A - R) e_k: the array's visible weight is g - R.
-        return lr_scale * v
+    rule = staticmethod(buffer_rule)
+    compiled_step = staticmethod(transfer_step)

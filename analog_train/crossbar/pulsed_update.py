@@ -40,18 +40,20 @@ class PulseTrains:
         """Coincidences ``N[p, b] = Bd^T Bx`` of every sample, ``(P, B, out, in)``."""
         return torch.einsum("pbto,pbti->pboi", self.bd, self.bx)
 
-    def up_down_counts(self) -> tuple[Tensor, Tensor]:
+    def up_down_counts(self, window: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-device (up, down) pulse counts summed over the batch, exactly.
 
         ``total = |Bd|^T |Bx|`` and ``signed = (s_d Bd)^T (s_x Bx) = down - up`` (a coincidence
-        of equal signs is a down pulse), so two matrix products give both counts.
+        of equal signs is a down pulse), so two matrix products give both counts. ``window (B, in)``
+        (0 or 1) counts only the samples it marks, per column.
         """
         p, b, t, n_out = self.bd.shape
         n_in = self.bx.shape[-1]
+        bx = self.bx if window is None else self.bx * window.view(1, b, 1, n_in)
         bd = self.bd.reshape(p, b * t, n_out)
-        bx = self.bx.reshape(p, b * t, n_in)
         sd = (self.bd * self.sign_d.unsqueeze(2)).reshape(p, b * t, n_out)
-        sx = (self.bx * self.sign_x.unsqueeze(2)).reshape(p, b * t, n_in)
+        sx = (bx * self.sign_x.unsqueeze(2)).reshape(p, b * t, n_in)
+        bx = bx.reshape(p, b * t, n_in)
         # Bit slots without an x bit or without a d bit (in every replica) add nothing: drop them
         # from the contraction, which is mostly empty slots at small pulse probabilities.
         live = ((bd.amax(dim=2) > 0) & (bx.amax(dim=2) > 0)).any(dim=0).nonzero().squeeze(1)
@@ -87,17 +89,18 @@ class PulseProbabilities:
 
 @dataclass
 class PulseMasks:
-    """Pulse trains as uint64 bit masks ``(P, n, words)``, split by the sign of the element; slot ``b t_max + t``."""
+    """Pulse trains as uint64 bit masks ``(P, n, words)``, split by the sign of the element; the trains
+    of replica p's samples lie end to end, sample b from slot ``off[p, b]`` (see :func:`kernels.pulse_masks`)."""
 
     xpos: np.ndarray
     xneg: np.ndarray
     dpos: np.ndarray
     dneg: np.ndarray
-    t_max: int
+    off: np.ndarray
 
     @property
     def empty(self) -> bool:
-        return self.t_max == 0
+        return not self.off[:, -1].any()
 
 
 def pulse_probabilities(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any) -> PulseProbabilities:
@@ -147,11 +150,10 @@ def pulse_masks(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any
     """
     n_p, n_b = x.shape[:2]
     eta_pb = np.broadcast_to(np.asarray(eta.cpu() if isinstance(eta, Tensor) else eta, dtype=np.float32), (n_p, n_b))
-    xpos, xneg, dpos, dneg, t_max = kernels.pulse_masks(
+    xpos, xneg, dpos, dneg, off = kernels.pulse_masks(
         x.contiguous().numpy(), d.contiguous().numpy(), np.ascontiguousarray(eta_pb), eps.contiguous().numpy(),
-        float(cfg.desired_bl), float(cfg.um_grad_scale), bool(cfg.update_management), bool(cfg.update_bl_management),
-        kernels.draw_seed(generator))
-    return PulseMasks(xpos=xpos, xneg=xneg, dpos=dpos, dneg=dneg, t_max=int(t_max))
+        kernels.UpdateSettings.of(cfg), kernels.draw_seed(generator))
+    return PulseMasks(xpos=xpos, xneg=xneg, dpos=dpos, dneg=dneg, off=off)
 
 
 def pulse_trains(x: Tensor, d: Tensor, eta: Tensor | float, eps: Tensor, cfg: Any, generator: torch.Generator) -> PulseTrains:

@@ -22,6 +22,7 @@ from analog_train.devices.parameters import draw_common, granularity, resolve_re
 
 # Below this fraction of touched devices the fast engine gathers them and works on a short vector.
 SPARSE_FRACTION = 0.5
+_NO_VISIBLE = np.zeros(0, dtype=np.float32)
 
 
 class _StateTensor:
@@ -120,7 +121,7 @@ class DeviceArray:
 
         The forward pass reads the slow array C of the transfer algorithms every mini-batch, and
         the transfer writes change only a few of its columns, which the compiled writes bring up
-        to date in place (:meth:`column_write_state`); any other change drops it. Valid until the
+        to date in place (``kernel_state(keep_visible=True)``); any other change drops it. Valid until the
         array changes next: keep :attr:`weight` instead.
         """
         if self._visible is None:
@@ -206,8 +207,8 @@ class DeviceArray:
 
         Compiled kernels only (:attr:`kernel_ready`): the transfer's C writes without gathering.
         """
-        kernels.apply_column_steps(*self.column_write_state(), cols.numpy(), steps.contiguous().numpy(), self.shape[2],
-                                   kernels.draw_seed(generator), self.mult_noise, self.has_write_noise)
+        kernels.apply_column_steps(self.kernel_state(keep_visible=True), cols.numpy(), steps.contiguous().numpy(),
+                                   self.shape[2], kernels.draw_seed(generator))
 
     @property
     def kernel_ready(self) -> bool:
@@ -218,46 +219,40 @@ class DeviceArray:
                     read_samples: Tensor | None = None) -> Tensor:
         """Apply a batch's pulse trains given as bit masks (:class:`~analog_train.crossbar.pulsed_update.PulseMasks`).
 
-        With ``read_cols`` (distinct columns) and ``read_samples``: returns the visible weight of
-        each read column right after its read sample's pulses, ``(P, out, R)``, as the transfer
-        algorithms read A; the later samples' pulses follow.
+        With ``read_cols`` and ``read_samples`` (reads in time order, a column any number of times):
+        returns the visible weight of each read column right after its read sample's pulses,
+        ``(P, out, R)``, as the transfer algorithms read A (see :func:`kernels.apply_trains`).
         """
         n_p, n_out, n_in = self.shape
-        read_slot = np.full(n_in, -1, dtype=np.int64)
-        n_reads = 0 if read_cols is None else int(read_cols.numel())
-        read_ends = np.zeros(0, dtype=np.int64)
-        if n_reads:
-            read_slot[read_cols.numpy()] = np.arange(n_reads)
-            read_ends = (read_samples.numpy() + 1) * masks.t_max  # a read follows its sample's slots
-        read_out = torch.empty((n_p, n_out, n_reads), dtype=self.dtype)
-        g, w_noise, pulse_count, rows, ref = self.kernel_state()
-        kernels.apply_trains(g, w_noise, pulse_count, rows, ref, masks.dpos, masks.dneg, masks.xpos, masks.xneg,
-                             read_slot, read_ends, read_out.numpy(), kernels.draw_seed(generator), self.mult_noise,
-                             self.has_write_noise)
+        if read_cols is None:
+            read_cols = read_samples = torch.zeros(0, dtype=torch.int64)
+        plan = kernels.read_plan(read_samples.numpy(), read_cols.numpy(), n_in)
+        read_out = torch.empty((n_p, n_out, len(read_cols)), dtype=self.dtype)
+        kernels.match_torch_threads()
+        kernels.apply_trains(self.kernel_state(), masks.dpos, masks.dneg, masks.xpos, masks.xneg, masks.off, plan,
+                             kernels.draw_seed(generator), read_out.numpy())
         return read_out
 
-    def kernel_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """What the compiled kernels update and read: flat conductance, write noise and pulse counts
-        (numpy views, updated in place), the device rows and the flat reference. Drops the kept
-        visible weight, as the kernels change the state behind the setters."""
-        self.g = self.g.contiguous()
-        self._visible = None
-        views = self._numpy_views
-        return (views(self.g).reshape(-1), views(self.w_noise).reshape(-1), views(self.pulse_count).reshape(-1),
-                self._kernel_rows, self._ref_flat)
+    def kernel_state(self, keep_visible: bool = False) -> kernels.DeviceState:
+        """What the compiled kernels update and read (:class:`kernels.DeviceState`): numpy views of the
+        flat conductance, write noise and pulse counts, the device rows and the flat reference.
 
-    def column_write_state(self) -> tuple[np.ndarray, ...]:
-        """:meth:`kernel_state` and the kept visible weight (flat view), for
-        :func:`~analog_train.devices.kernels.apply_column_steps`, which keeps it up to date as it writes."""
-        visible = self.read_weight()
-        state = self.kernel_state()
+        The kernels change the state behind the setters, so the kept visible weight is dropped, or,
+        with ``keep_visible`` (the kernels that bring it up to date as they write), handed over.
+        """
+        visible = self.read_weight() if keep_visible else None
+        self.g = self.g.contiguous()  # (drops the kept visible weight)
         self._visible = visible
-        return (*state, self._numpy_views(visible).reshape(-1))
+        views = self._numpy_views
+        return kernels.DeviceState(views(self.g).reshape(-1), views(self.w_noise).reshape(-1),
+                                   views(self.pulse_count).reshape(-1), self._kernel_rows, self._ref_flat,
+                                   _NO_VISIBLE if visible is None else views(visible).reshape(-1), self.mult_noise,
+                                   self.has_write_noise)
 
     def _kernel_apply(self, idx: Tensor | None, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
         """Counts applied in place by the compiled kernel: to every device (``idx`` None) or to ``idx``."""
         seed = kernels.draw_seed(generator)
-        state = self.kernel_state()[:4]
+        state = self.kernel_state()[:4]  # g, w_noise, pulse_count, rows
         counts = tuple(n.reshape(-1).to(self.dtype).contiguous().numpy() for n in (n_up, n_dn))
         if idx is None:
             kernels.apply_dense(*state, *counts, seed, self.mult_noise, self.has_write_noise)

@@ -9,8 +9,9 @@ pass and touch only the devices that receive pulses. They compute the same thing
   noise-free trajectory comes within ``NEAR_BOUND_SD`` standard deviations of a bound;
 * the endurance counter and, for devices with write noise, a fresh write-noise draw;
 * :func:`apply_trains`: the coincidence counts themselves, from bit masks of the pulse trains, so
-  no ``(out, in)`` count tensor is built, and the column reads of the transfer algorithms taken
-  between a read sample's pulses and the later samples' pulses.
+  no ``(out, in)`` count tensor is built, and the column reads of the transfer algorithms: a
+  device is updated once per interval between its column's reads, each read taken between the
+  pulses of its sample and those of the later samples (any number of reads per column).
 
 A device's update is one long chain of dependent arithmetic, so the devices of a row are
 updated together: listed, gathered into contiguous arrays and run through branch-free loops that
@@ -23,8 +24,8 @@ run's ``torch.Generator``, the device's flat index and a stream number; Acklam's
 so results are reproducible and do not depend on the number of threads.
 
 numba caches each compiled function next to its source and checks only that file: after editing
-this module, remove the caches (``make clean``), or the cached ``transfer_kernel.fused_update``,
-which calls :func:`apply_trains_in`, keeps running the old code.
+this module, remove the caches (``make clean``), or the cached ``transfer_kernel.fast_array_chunk``,
+which calls :func:`apply_trains`, keeps running the old code.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import math
 import os
 import threading
 import weakref
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -315,7 +317,7 @@ def _lanes(n, g, params, n_up, n_dn, uniforms, mult, out, mean, sd, status):
     Reads contiguous copies of the devices' conductances ``g``, parameters ``params (LANE_PARAMS, n)``,
     counts and the uniforms of their Gaussians. Writes the new conductances to ``out``, the
     noise-free ones and the noise sd to ``mean`` and ``sd``, and in ``status`` what is left to
-    :func:`_apply_gathered` (``LANE_*``).
+    :func:`apply_gathered` (``LANE_*``).
     """
     for t in range(n):
         nu, nd, g0, u = n_up[t], n_dn[t], g[t], uniforms[t]
@@ -363,7 +365,7 @@ def _lanes_near(n, g, params, n_up, n_dn, uniforms, mult, out, redo):
             ((n3 > 0.0) & _in_tail(uniforms[2, t])) | (nu >= BINARY_TRAIN) | (nd >= BINARY_TRAIN)
 
 
-PREFETCH_AHEAD = 16  # devices: how far ahead _apply_gathered asks for the parameter rows it will read
+PREFETCH_AHEAD = 16  # devices: how far ahead apply_gathered asks for the parameter rows it will read
 
 
 @intrinsic
@@ -387,8 +389,8 @@ def _prefetch_row(typingctx, rows, i):
 
 
 @_inline
-def _lane_buffers(n):
-    """Scratch of :func:`_apply_gathered` for up to ``n`` devices: the list (index, counts), the lanes'
+def lane_buffers(n):
+    """Scratch of :func:`apply_gathered` for up to ``n`` devices: the list (index, counts), the lanes'
     inputs (g, params, uniforms) and outputs (out, mean, sd, status), then the near-bound list and
     the inputs (g, params, counts, uniforms (3, n)) and outputs (out, redo) of :func:`_lanes_near`."""
     return (np.empty(n, dtype=np.int64), np.empty(n), np.empty(n), np.empty(n), np.empty((LANE_PARAMS, n)),
@@ -398,7 +400,7 @@ def _lane_buffers(n):
 
 
 @_inline
-def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, stream):
+def apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, stream):
     """Apply the counts of the first ``m`` devices listed in ``lane`` (index, n_up, n_dn) in place.
 
     Gathers them and updates them with :func:`_lanes`; gathers those near a bound and updates
@@ -446,16 +448,16 @@ def _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_no
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def apply_column_steps(g, w_noise, pulse_count, rows, ref, visible, cols, steps, n_in, seed, mult, write_noise):
+def apply_column_steps(state, cols, steps, n_in, seed):
     """``|steps[p, i, r]|`` pulses, up where positive, on device ``(p, i, cols[r])`` of the flat arrays (in place).
 
-    The transfer's writes to C: a few single pulses on the distinct columns just read, listed
-    without a branch and updated together (:func:`_apply_gathered`; as :func:`_apply_at`, stream 0).
-    The visible weight ``visible`` (``g - ref + w_noise``, flat; empty: none kept) of every written
-    device is brought up to date.
+    Writes to C on distinct columns: single pulses, listed without a branch and updated together
+    (:func:`apply_gathered`; as :func:`_apply_at`, stream 0). The kept visible weight of every
+    written device is brought up to date (:func:`refresh_visible_at`).
     """
+    g, w_noise, pulse_count, rows = state.g, state.w_noise, state.pulse_count, state.rows
     n_p, n_out, n_r = steps.shape
-    lane = _lane_buffers(n_p * n_out * n_r)
+    lane = lane_buffers(n_p * n_out * n_r)
     index, n_up, n_dn = lane[0], lane[1], lane[2]
     m = 0
     for p in range(n_p):
@@ -468,15 +470,16 @@ def apply_column_steps(g, w_noise, pulse_count, rows, ref, visible, cols, steps,
                 n_dn[m] = max(-s, 0.0)
                 m += s != 0.0
     if m > 0:
-        _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, 0)
-        if visible.shape[0] > 0:
-            _refresh_visible(visible, g, ref, w_noise, index, m, write_noise)
+        apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, state.mult, state.write_noise, 0)
+        refresh_visible_at(state.visible, g, state.ref, w_noise, state.write_noise, index, m)
 
 
 @njit(cache=True, error_model="numpy")
-def _refresh_visible(visible, g, ref, w_noise, index, m, write_noise):
-    """``visible = g - ref (+ w_noise)`` at the first ``m`` flat indices, rounded as torch rounds it
-    (no fast-math: the same two float32 operations as :attr:`DeviceArray.weight`)."""
+def refresh_visible_at(visible, g, ref, w_noise, write_noise, index, m):
+    """The kept visible weight ``g - ref (+ w_noise)`` at the first ``m`` flat indices (none kept: nothing),
+    rounded as torch rounds it (no fast-math: the same two float32 operations as :attr:`DeviceArray.weight`)."""
+    if visible.shape[0] == 0:
+        return
     for t in range(m):
         i = index[t]
         w = g[i] - ref[i]
@@ -522,11 +525,11 @@ def _train_scales(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_mana
 
 
 @_inline
-def _draw_masks(v, factor, bl, t_max, words, seed, stream):
+def _draw_masks(v, factor, bl, off, words, seed, stream):
     """Bernoulli trains of one side, slot probability ``min(|v| factor, 1)``, as sign-split bit masks.
 
-    Slot ``b t_max + t`` of sample b is a bit; a set bit goes to the positive or the negative mask
-    by the sign of the element in that sample.
+    Sample b of replica p owns the slots ``off[p, b] .. off[p, b + 1] - 1`` (its train, ``bl[p, b]``
+    long); a set bit goes to the positive or the negative mask by the sign of the element.
     """
     n_p, n_b, n = v.shape
     pos = np.zeros((n_p, n, words), dtype=np.uint64)
@@ -538,7 +541,7 @@ def _draw_masks(v, factor, bl, t_max, words, seed, stream):
                 if pr <= 0.0:
                     continue
                 target = pos if v[p, b, j] > 0 else neg
-                counter = ((p * n_b + b) * t_max) * n + j
+                counter = (p * n_b + b) * n + j
                 # Branch-free: a hit compares 53 random bits with the probability in units of
                 # 2^-53 and is OR-ed in as 0 or 1 (a data-dependent branch mispredicts half the time).
                 # The bits of up to 64 slots are gathered in a register and OR-ed in at their offset.
@@ -546,9 +549,9 @@ def _draw_masks(v, factor, bl, t_max, words, seed, stream):
                 for t0 in range(0, bl[p, b], 64):
                     bits = np.uint64(0)
                     for t in range(t0, min(bl[p, b], t0 + 64)):
-                        hit = np.uint64((key(seed, counter + t * n, stream) >> _S11) < threshold)
+                        hit = np.uint64((key(seed, counter * 1024 + t, stream) >> _S11) < threshold)
                         bits |= hit << np.uint64(t - t0)
-                    start = b * t_max + t0
+                    start = off[p, b] + t0
                     word, offset = start >> 6, np.uint64(start & 63)
                     target[p, j, word] |= bits << offset
                     if offset != 0 and word + 1 < words:  # the bits that spill into the next word
@@ -562,43 +565,40 @@ def train_scales(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_manag
     return _train_scales(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_management)
 
 
+class UpdateSettings(NamedTuple):
+    """SPEC 3's pulse-train settings as the kernels take them (aihwkit ``UpdateParameters`` names)."""
+
+    desired_bl: float
+    um_grad_scale: float
+    update_management: bool
+    update_bl_management: bool
+
+    @classmethod
+    def of(cls, cfg: Any) -> UpdateSettings:
+        return cls(float(cfg.desired_bl), float(cfg.um_grad_scale), bool(cfg.update_management),
+                   bool(cfg.update_bl_management))
+
+
 @njit(cache=True, error_model="numpy")
-def pulse_masks(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_management, seed):
+def pulse_masks(x, d, eta, eps, settings, seed):
     """The pulse trains of a batch as bit masks, from ``x (P, B, in)``, ``d (P, B, out)`` and ``eta (P, B)``.
 
     SPEC 3 steps 1-4 in one pass: train lengths and slot probabilities (:func:`_train_scales`),
-    then the Bernoulli bits. Returns ``xpos, xneg (P, in, W)``, ``dpos, dneg (P, out, W)`` and the
-    longest train ``t_max``; ``W`` 64-bit words hold the ``B t_max`` slots.
+    then the Bernoulli bits. The trains lie end to end: ``off (P, B + 1)`` are the first slots of
+    each sample's train (and the total). Returns ``xpos, xneg (P, in, W)``, ``dpos, dneg (P, out, W)``
+    and ``off``; ``W`` 64-bit words hold the longest replica's slots.
     """
-    bl, b_x, a_d = _train_scales(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_management)
-    t_max = 0
-    for p in range(bl.shape[0]):
-        for b in range(bl.shape[1]):
-            t_max = max(t_max, bl[p, b])
-    words = max(1, (x.shape[1] * t_max + 63) // 64)
-    xpos, xneg = _draw_masks(x, b_x, bl, t_max, words, seed, 0)
-    dpos, dneg = _draw_masks(d, a_d, bl, t_max, words, seed, 1)
-    return xpos, xneg, dpos, dneg, t_max
-
-
-@njit(cache=True)
-def keep_masks(read_ends, words):
-    """``(1 + 2R, words)`` slot masks for :func:`apply_trains`: all slots, then for each read r the
-    slots before ``read_ends[r]`` (its sample and the earlier ones) and the slots after."""
-    keep = np.empty((1 + 2 * read_ends.shape[0], words), dtype=np.uint64)
-    keep[0] = np.uint64(0xFFFFFFFFFFFFFFFF)
-    for r in range(read_ends.shape[0]):
-        for w in range(words):
-            n = read_ends[r] - 64 * w
-            if n >= 64:
-                before = np.uint64(0xFFFFFFFFFFFFFFFF)
-            elif n > 0:
-                before = (np.uint64(1) << np.uint64(n)) - np.uint64(1)
-            else:
-                before = np.uint64(0)
-            keep[1 + 2 * r, w] = before
-            keep[2 + 2 * r, w] = ~before
-    return keep
+    bl, b_x, a_d = _train_scales(x, d, eta, eps, settings.desired_bl, settings.um_grad_scale,
+                                 settings.update_management, settings.update_bl_management)
+    n_p, n_b = bl.shape
+    off = np.zeros((n_p, n_b + 1), dtype=np.int64)
+    for p in range(n_p):
+        for b in range(n_b):
+            off[p, b + 1] = off[p, b] + bl[p, b]
+    words = max(1, (off[:, n_b].max() + 63) // 64)
+    xpos, xneg = _draw_masks(x, b_x, bl, off, words, seed, 0)
+    dpos, dneg = _draw_masks(d, a_d, bl, off, words, seed, 1)
+    return xpos, xneg, dpos, dneg, off
 
 
 @intrinsic
@@ -616,30 +616,93 @@ def _word_pulses(dp, dn, xp, xn):
     return _popcount((dp & xn) | (dn & xp)), _popcount((dp & xp) | (dn & xn))
 
 
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
 @_inline
-def _coincidences(p, i, j, dpos, dneg, xpos, xneg, keep, kr):
-    """Up and down pulses of device ``(p, i, j)`` in the slots of ``keep[kr]`` (:func:`_word_pulses`)."""
+def _window_pulses(p, i, j, s0, s1, dpos, dneg, xpos, xneg):
+    """Up and down pulses of device ``(p, i, j)`` in the slots ``s0 .. s1 - 1`` (:func:`_word_pulses`)."""
     up = 0
     down = 0
-    for w in range(dpos.shape[2]):
-        mk = keep[kr, w]
-        u, v = _word_pulses(dpos[p, i, w] & mk, dneg[p, i, w] & mk, xpos[p, j, w], xneg[p, j, w])
-        up += u
-        down += v
+    if s1 > s0:
+        w0, w1 = s0 >> 6, (s1 - 1) >> 6
+        for w in range(w0, w1 + 1):
+            a, b = dpos[p, i, w], dneg[p, i, w]
+            if (a | b) == 0:  # d of this row is sparse after max pooling and small errors
+                continue
+            mk = _ALL
+            if w == w0:
+                mk &= ~((np.uint64(1) << np.uint64(s0 & 63)) - np.uint64(1))
+            if w == w1 and s1 - 64 * w < 64:
+                mk &= (np.uint64(1) << np.uint64(s1 - 64 * w)) - np.uint64(1)
+            u, v = _word_pulses(a & mk, b & mk, xpos[p, j, w], xneg[p, j, w])
+            up += u
+            down += v
     return float(up), float(down)
 
 
+class ReadPlan(NamedTuple):
+    """The column reads of one chunk of samples, per column in time order (from :func:`read_plan`)."""
+
+    sample: np.ndarray  # (R,) sample (in the chunk) after whose pulses read r happens
+    col: np.ndarray  # (R,) column of read r
+    count: np.ndarray  # (in,) reads of each column
+    first: np.ndarray  # (in,) where a column's reads start in `by_column`
+    by_column: np.ndarray  # (R,) read indices grouped by column, in time order
+    read_cols: np.ndarray  # columns with at least one read
+    rounds: int  # 1 + the most reads of a column: a device's updates in the chunk
+
+
+@njit(cache=True)
+def read_plan(sample, col, n_in):
+    """:class:`ReadPlan` of reads given in time order (``sample`` sorted)."""
+    n_r = col.shape[0]
+    count = np.zeros(n_in, dtype=np.int64)
+    for r in range(n_r):
+        count[col[r]] += 1
+    first = np.zeros(n_in, dtype=np.int64)
+    for j in range(1, n_in):
+        first[j] = first[j - 1] + count[j - 1]
+    by_column = np.empty(n_r, dtype=np.int64)
+    filled = first.copy()
+    for r in range(n_r):
+        by_column[filled[col[r]]] = r
+        filled[col[r]] += 1
+    read_cols = np.flatnonzero(count)
+    rounds = 1 + (count.max() if n_in > 0 else 0)
+    return ReadPlan(sample, col, count, first, by_column, read_cols, rounds)
+
+
 @_inline
-def _train_row(row, n_out, n_in, cols, n_cols, x_cols, g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg,
-               read_cols, keep, seed, mult, write_noise, read_out, scratch, lane):
+def _window(p, k, m, plan, off):
+    """Slots of column ``k``'s ``m``-th interval in replica ``p``: from its ``m``-th read (0: the chunk's
+    start) to its ``m + 1``-th (or the chunk's end). A read follows its sample's slots."""
+    q = plan.count[k]
+    start = 0 if m == 0 else off[p, plan.sample[plan.by_column[plan.first[k] + m - 1]] + 1]
+    end = off[p, off.shape[1] - 1] if m == q else off[p, plan.sample[plan.by_column[plan.first[k] + m]] + 1]
+    return start, end
+
+
+@_inline
+def round_seed(seed, m):
+    """The seed of a device's ``m``-th update within one kernel call (each update draws streams 0-4):
+    the call's seed for the first, so that a single update draws what :func:`_apply_at` draws."""
+    return seed if m == 0 else key(seed, m, 15)
+
+
+@_inline
+def _train_row(row, n_out, n_in, cols, n_cols, x_cols, state, dpos, dneg, xpos, xneg, off, plan, seed, read_out,
+               scratch, lane):
     """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
 
-    Two rounds of :func:`_apply_gathered`. The first updates the devices of the columns not read
-    (``cols``, their x words ``x_cols``, see :func:`_active_columns`), counted in one vectorised
-    pass and listed without a branch, together with each read column r's pulses in the slots of
-    ``keep[2r + 1]`` (its sample and the earlier ones). Then the reads; the second round gives the
-    read columns the slots of ``keep[2r + 2]``, from random stream 8 on.
+    A device is updated once per interval between its column's reads (:func:`_window`), so that
+    every read sees A right after the read's sample, as sample-by-sample processing would. Round
+    ``m`` updates the ``m``-th interval of every column that has one (:func:`apply_gathered`, with
+    its own seed), then reads the columns whose ``m + 1``-th read ends it. Round 0 also updates the
+    columns without reads (``cols``, their x words ``x_cols``, see :func:`_active_columns`), whose
+    coincidences over the whole chunk are counted in one vectorised pass and listed without a branch.
     """
+    g, w_noise, pulse_count, rows, ref = state.g, state.w_noise, state.pulse_count, state.rows, state.ref
     p = row // n_out
     i = row - p * n_out
     quiet = True  # no d bit in this row: only the reads remain to do
@@ -648,10 +711,11 @@ def _train_row(row, n_out, n_in, cols, n_cols, x_cols, g, w_noise, pulse_count, 
             quiet = False
     base = row * n_in
     index, n_up, n_dn = lane[0], lane[1], lane[2]
-    for part in range(2):
+    read_cols = plan.read_cols
+    for m in range(plan.rounds):
         if not quiet:
-            m = 0
-            if part == 0:
+            c_n = 0
+            if m == 0:
                 ups, downs = scratch
                 n_c = n_cols[p]
                 ups[:n_c] = 0
@@ -663,28 +727,34 @@ def _train_row(row, n_out, n_in, cols, n_cols, x_cols, g, w_noise, pulse_count, 
                         ups[c] += u
                         downs[c] += v
                 for c in range(n_c):  # every column is written, the count advances past those with pulses
-                    index[m] = base + cols[p, c]
-                    n_up[m] = ups[c]
-                    n_dn[m] = downs[c]
-                    m += ups[c] + downs[c] != 0
-            for r in range(read_cols.shape[0]):
-                up, down = _coincidences(p, i, read_cols[r], dpos, dneg, xpos, xneg, keep, 2 * r + 1 + part)
-                index[m] = base + read_cols[r]
-                n_up[m] = up
-                n_dn[m] = down
-                m += up + down != 0.0
-            if m > 0:
-                _apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, 8 * part)
-        if part == 0:
-            for r in range(read_cols.shape[0]):
-                k = base + read_cols[r]
-                read_out[p, i, r] = g[k] - ref[k] + w_noise[k]
+                    index[c_n] = base + cols[p, c]
+                    n_up[c_n] = ups[c]
+                    n_dn[c_n] = downs[c]
+                    c_n += ups[c] + downs[c] != 0
+            for c in range(read_cols.shape[0]):
+                k = read_cols[c]
+                if m > plan.count[k]:
+                    continue
+                s0, s1 = _window(p, k, m, plan, off)
+                up, down = _window_pulses(p, i, k, s0, s1, dpos, dneg, xpos, xneg)
+                index[c_n] = base + k
+                n_up[c_n] = up
+                n_dn[c_n] = down
+                c_n += up + down != 0.0
+            if c_n > 0:
+                apply_gathered(c_n, lane, g, w_noise, pulse_count, rows, round_seed(seed, m), state.mult,
+                                state.write_noise, 0)
+        for c in range(read_cols.shape[0]):
+            k = read_cols[c]
+            if m < plan.count[k]:
+                kk = base + k
+                read_out[p, i, plan.by_column[plan.first[k] + m]] = g[kk] - ref[kk] + w_noise[kk]
 
 
 @_inline
-def _active_columns(xpos, xneg, read_slot):
-    """Per replica, the columns not read with any x bit (the only others a row has to visit), and
-    their x words side by side, ``x_cols (2, P, W, in)`` (positive, negative)."""
+def _active_columns(xpos, xneg, count):
+    """Per replica, the columns without reads that have any x bit (the only others a row has to
+    visit), and their x words side by side, ``x_cols (2, P, W, in)`` (positive, negative)."""
     n_p, n_in, words = xpos.shape
     cols = np.empty((n_p, n_in), dtype=np.int64)
     n_cols = np.zeros(n_p, dtype=np.int64)
@@ -695,7 +765,7 @@ def _active_columns(xpos, xneg, read_slot):
             for w in range(words):
                 if xpos[p, j, w] | xneg[p, j, w]:
                     live = True
-            if live and read_slot[j] < 0:
+            if live and count[j] == 0:
                 for w in range(words):
                     x_cols[0, p, w, n_cols[p]] = xpos[p, j, w]
                     x_cols[1, p, w, n_cols[p]] = xneg[p, j, w]
@@ -704,40 +774,42 @@ def _active_columns(xpos, xneg, read_slot):
     return cols, n_cols, x_cols
 
 
+class DeviceState(NamedTuple):
+    """What the kernels update and read of a :class:`~analog_train.devices.array.DeviceArray`: flat
+    conductance, write noise and pulse counts (numpy views, updated in place), the device rows,
+    the flat reference, the kept visible weight (flat; empty: none kept) and the noise flags."""
+
+    g: np.ndarray
+    w_noise: np.ndarray
+    pulse_count: np.ndarray
+    rows: np.ndarray
+    ref: np.ndarray
+    visible: np.ndarray
+    mult: bool
+    write_noise: bool
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def apply_trains_in(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, keep, seed, mult, write_noise,
-                    read_out):
-    """The kernel of :func:`apply_trains`, callable from other kernels: ``keep`` from :func:`keep_masks`."""
+def apply_trains(state, dpos, dneg, xpos, xneg, off, plan, seed, read_out):
+    """Coincidence counts of every device from the masks, applied in place; column reads into ``read_out``.
+
+    ``dpos/dneg (P, out, W)`` and ``xpos/xneg (P, in, W)``: pulse-train masks of d and x (slots
+    ``off``, see :func:`pulse_masks`). A device gets one up pulse per slot where its row's d bit and
+    its column's x bit have opposite signs and one down pulse where they agree. ``plan``
+    (:func:`read_plan`) lists the column reads: read r takes the visible weight of its column right
+    after the pulses of its sample into ``read_out[:, :, r]`` (see :func:`_train_row`). The rows are
+    spread over as many threads as :func:`match_torch_threads` set.
+    """
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
-    cols, n_cols, x_cols = _active_columns(xpos, xneg, read_slot)
-    read_cols = np.empty(read_out.shape[2], dtype=np.int64)
-    for j in range(n_in):
-        if read_slot[j] >= 0:
-            read_cols[read_slot[j]] = j
+    cols, n_cols, x_cols = _active_columns(xpos, xneg, plan.count)
     n_rows = n_p * n_out
     n_chunks = min(n_rows, ROW_CHUNKS)
     for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch
         scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64))
-        lane = _lane_buffers(n_in)
+        lane = lane_buffers(n_in)
         for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
-            _train_row(row, n_out, n_in, cols, n_cols, x_cols, g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos,
-                       xneg, read_cols, keep, seed, mult, write_noise, read_out, scratch, lane)
-
-
-def apply_trains(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot, read_ends, read_out, seed, mult,
-                 write_noise) -> None:
-    """Coincidence counts of every device from the masks, applied in place; column reads into ``read_out``.
-
-    ``dpos/dneg (P, out, W)`` and ``xpos/xneg (P, in, W)``: pulse-train masks of d and x. A device
-    gets one up pulse per slot where its row's d bit and its column's x bit have opposite signs and
-    one down pulse where they agree. ``read_slot (in,)`` is -1, or the read index r of a column read
-    in this batch: such a column gets the pulses of the slots before ``read_ends[r]`` (the read
-    sample's and the earlier ones), is read into ``read_out[:, :, r]`` as visible weight, then gets
-    the rest. The rows are spread over as many threads as torch uses.
-    """
-    match_torch_threads()
-    apply_trains_in(g, w_noise, pulse_count, rows, ref, dpos, dneg, xpos, xneg, read_slot,
-                    keep_masks(read_ends, xpos.shape[2]), seed, mult, write_noise, read_out)
+            _train_row(row, n_out, n_in, cols, n_cols, x_cols, state, dpos, dneg, xpos, xneg, off, plan, seed,
+                       read_out, scratch, lane)
 
 
 def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise) -> None:
@@ -764,14 +836,14 @@ def warm_up() -> None:
     seed = np.uint64(0)
     apply_dense(g, zeros, zeros, rows, counts, counts, seed, False, False)
     apply_listed(g, zeros, zeros, rows, np.arange(4), counts, counts, seed, False, False)
-    steps = np.ones((1, 2, 2), dtype=np.float32)
-    apply_column_steps(g, zeros, zeros, rows, zeros, g.copy(), np.arange(2), steps, 2, seed, False, False)
+    state = DeviceState(g, zeros, zeros.copy(), rows, zeros.copy(), g.copy(), False, False)
+    apply_column_steps(state, np.arange(2), np.ones((1, 2, 2), dtype=np.float32), 2, seed)
     x = np.full((1, 2, 2), 0.5, dtype=np.float32)
-    xpos, xneg, _, _, _ = pulse_masks(x, x, np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32),
-                                      1.0, 1.0, True, True, seed)
-    train_scales(x, x, np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32), 1.0, 1.0, True, True)
-    apply_trains(g, zeros, zeros, rows, zeros, xpos, xneg, xpos, xneg, np.array([0, -1]), np.array([1]),
-                 np.zeros((1, 2, 1), dtype=np.float32), seed, False, False)
+    eta, eps = np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32)
+    xpos, xneg, _, _, off = pulse_masks(x, x, eta, eps, UpdateSettings(1.0, 1.0, True, True), seed)
+    train_scales(x, x, eta, eps, 1.0, 1.0, True, True)
+    plan = read_plan(np.array([0]), np.array([1]), 2)
+    apply_trains(state, xpos, xneg, xpos, xneg, off, plan, seed, np.zeros((1, 2, 1), dtype=np.float32))
 
 
 class NumpyViews:

@@ -84,8 +84,8 @@ def toy_mechanism(
                 rows.append({
                     "algo": name, "reference_offset": offset, "sample": t + 1,
                     "A": float(alg.fast_weight[0, 0, 0]), "H": float(alg.H[0, 0, 0]), "W": float(alg.weight[0, 0, 0]),
-                    "p": float(alg.p[0, 0, 0]) if hasattr(alg, "p") else float("nan"),
-                    "p_ref": float(alg.p_ref[0, 0, 0]) if hasattr(alg, "p_ref") else float("nan"),
+                    "p": float(alg.p[0, 0, 0]) if alg.p is not None else float("nan"),
+                    "p_ref": float(alg.p_ref[0, 0, 0]) if alg.p_ref is not None else float("nan"),
                     "chopper": float(alg.c_in[0, 0]), "read": read, "flip": float(alg.c_in[0, 0]) != chop,
                 })
     return pd.DataFrame(rows, columns=COLUMNS)
