@@ -32,15 +32,17 @@ app = typer.Typer(help="analog-train subcommands (anything else is a Hydra run: 
 
 @app.command()
 def bench(
-    target: str = typer.Argument("network", help="network: train FC on MNIST per algorithm; "
-                                 "devices: one mini-batch update per device family and engine"),
-    samples: int = typer.Option(6000, help="MNIST training samples per algorithm"),
-    batch_size: int = typer.Option(10, help="mini-batch size"),
-    exact: bool = typer.Option(True, help="also time sgd on the exact engine"),
+    target: str = typer.Argument("network", help="network: train a model per algorithm beside the same model in "
+                                 "torch; devices: one mini-batch update per device family and engine"),
+    model: str = typer.Option("fc", help="the network: fc, lenet5 or lstm"),
+    seconds: float = typer.Option(20.0, help="training time per case (the reference runs alongside)"),
+    batch_size: Optional[int] = typer.Option(None, help="mini-batch size (default: the model's schedule)"),
+    exact: bool = typer.Option(False, help="also time sgd on the exact engine (many times slower)"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
-    data_root: Optional[str] = typer.Option(None, help="folder with the MNIST files (data.root)"),
+    data_root: Optional[str] = typer.Option(None, help="folder with the data files (data.root)"),
+    subset: Optional[int] = typer.Option(None, help="training samples to draw the batches from (data.train_subset)"),
 ) -> None:
-    """Speed: s per 60k MNIST samples per algorithm and ratios to fp (or device updates per second)."""
+    """Speed: s per 60k samples (1M characters) per algorithm, ratio to the model in torch, peak memory."""
     if target == "devices":
         from analog_train.runner.bench_devices import run_device_benchmark
 
@@ -51,7 +53,12 @@ def bench(
         raise typer.Exit(EXIT_CONFIG_ERROR)
     from analog_train.runner.bench import run_benchmark
 
-    run_benchmark(samples=samples, batch_size=batch_size, exact=exact, threads=threads, data_root=data_root)
+    try:
+        run_benchmark(model=model, min_seconds=seconds, batch_size=batch_size, exact=exact, threads=threads,
+                      data_root=data_root, subset=subset)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
 
 
 @app.command()

@@ -15,13 +15,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from analog_train.devices.kernels import FASTMATH, key, normal
+from analog_train.devices.kernels import _P_LOW, FASTMATH, _central_quantile, _quantile, key, normal, uniform
 
 _TINY = float(np.finfo(np.float32).tiny)
 
 
 OUT_CHUNKS = 16  # outputs go to the threads in up to this many chunks ...
 CHUNK_MIN = 64  # ... of at least this many outputs (the transposed product vectorises along them)
+SAMPLE_BLOCK_MIN = 256  # a small layer's samples go to the threads in blocks of at least this many
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -69,11 +70,18 @@ def read(weight, x, transposed, tiles, periphery, seed):
                     u += f32(inp_noise * normal(key(seed, (row * n_t + k) * n_in + j, 0)))
                 v[p, b, j] = u
     y = np.zeros((n_p, n_b, n_out), dtype=np.float32)
-    n_chunks = max(1, min(n_out // CHUNK_MIN, OUT_CHUNKS))
-    clipped = np.zeros(n_chunks, dtype=np.bool_)
-    for chunk in prange(n_chunks):
-        o0, o1 = chunk * n_out // n_chunks, (chunk + 1) * n_out // n_chunks
-        q = np.empty((n_b, o1 - o0), dtype=np.float32)
+    # Work items: chunks of outputs, and for small layers read by many samples (a convolution's
+    # patches) also blocks of samples, so that every thread has a share.
+    n_o = max(1, min(n_out // CHUNK_MIN, OUT_CHUNKS))
+    n_s = max(1, min(OUT_CHUNKS // n_o, n_b // SAMPLE_BLOCK_MIN))
+    clipped = np.zeros(n_o * n_s, dtype=np.bool_)
+    for item in prange(n_o * n_s):
+        chunk, block = item // n_s, item % n_s
+        o0, o1 = chunk * n_out // n_o, (chunk + 1) * n_out // n_o
+        b0, b1 = block * n_b // n_s, (block + 1) * n_b // n_s
+        width = o1 - o0
+        q = np.empty((b1 - b0, width), dtype=np.float32)
+        u, z = np.empty(width), np.empty(width)
         for p in range(n_p):
             for k in range(n_t):
                 start, end = tiles[k, 0], tiles[k, 1]
@@ -83,32 +91,41 @@ def read(weight, x, transposed, tiles, periphery, seed):
                     q[:, :] = 0.0
                     for j in range(start, end):
                         w_row = weight[p, j, o0:o1]
-                        for b in range(n_b):
+                        for b in range(b0, b1):
                             vj = v[p, b, j]
-                            q_b = q[b]
-                            for o in range(o1 - o0):
+                            q_b = q[b - b0]
+                            for o in range(width):
                                 q_b[o] += w_row[o] * vj
                 else:
                     for o in range(o0, o1):
                         w_row = weight[p, o, start:end]
-                        for b in range(n_b):
+                        for b in range(b0, b1):
                             v_tile = v[p, b, start:end]
                             acc = f32(0.0)
                             for j in range(end - start):
                                 acc += w_row[j] * v_tile[j]
-                            q[b, o - o0] = acc
-                for b in range(n_b):  # output noise, ADC, scales
+                            q[b - b0, o - o0] = acc
+                for b in range(b0, b1):  # output noise, ADC, scales
                     row = p * n_b + b
-                    for o in range(o0, o1):
-                        level = gain32 * q[b, o - o0]
+                    if out_noise > 0.0:  # the normals of a sample's outputs, in vectorised loops
+                        first = (row * n_t + k) * n_out + o0
+                        for o in range(width):
+                            u[o] = uniform(key(seed, first + o, 1))
+                        for o in range(width):
+                            z[o] = _central_quantile(u[o])
+                        for o in range(width):  # the few in the tails need a logarithm
+                            if (u[o] < _P_LOW) | (u[o] > 1.0 - _P_LOW):
+                                z[o] = _quantile(u[o])
+                    for o in range(width):
+                        level = gain32 * q[b - b0, o]
                         if out_noise > 0.0:
-                            level += f32(out_noise * normal(key(seed, (row * n_t + k) * n_out + o, 1)))
+                            level += f32(out_noise * z[o])
                         if quant_out:
                             level = np.round(level)
                         if abs(level) >= l_out:
-                            clipped[chunk] = True
+                            clipped[item] = True
                             level = min(max(level, f32(-l_out)), f32(l_out))
-                        y[p, b, o] += level * step_out[p, b, k]
+                        y[p, b, o0 + o] += level * step_out[p, b, k]
     return y, clipped.any()
 
 

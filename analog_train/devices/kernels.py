@@ -616,31 +616,6 @@ def _word_pulses(dp, dn, xp, xn):
     return _popcount((dp & xn) | (dn & xp)), _popcount((dp & xp) | (dn & xn))
 
 
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-@_inline
-def _window_pulses(p, i, j, s0, s1, dpos, dneg, xpos, xneg):
-    """Up and down pulses of device ``(p, i, j)`` in the slots ``s0 .. s1 - 1`` (:func:`_word_pulses`)."""
-    up = 0
-    down = 0
-    if s1 > s0:
-        w0, w1 = s0 >> 6, (s1 - 1) >> 6
-        for w in range(w0, w1 + 1):
-            a, b = dpos[p, i, w], dneg[p, i, w]
-            if (a | b) == 0:  # d of this row is sparse after max pooling and small errors
-                continue
-            mk = _ALL
-            if w == w0:
-                mk &= ~((np.uint64(1) << np.uint64(s0 & 63)) - np.uint64(1))
-            if w == w1 and s1 - 64 * w < 64:
-                mk &= (np.uint64(1) << np.uint64(s1 - 64 * w)) - np.uint64(1)
-            u, v = _word_pulses(a & mk, b & mk, xpos[p, j, w], xneg[p, j, w])
-            up += u
-            down += v
-    return float(up), float(down)
-
-
 class ReadPlan(NamedTuple):
     """The column reads of one chunk of samples, per column in time order (from :func:`read_plan`)."""
 
@@ -674,16 +649,6 @@ def read_plan(sample, col, n_in):
 
 
 @_inline
-def _window(p, k, m, plan, off):
-    """Slots of column ``k``'s ``m``-th interval in replica ``p``: from its ``m``-th read (0: the chunk's
-    start) to its ``m + 1``-th (or the chunk's end). A read follows its sample's slots."""
-    q = plan.count[k]
-    start = 0 if m == 0 else off[p, plan.sample[plan.by_column[plan.first[k] + m - 1]] + 1]
-    end = off[p, off.shape[1] - 1] if m == q else off[p, plan.sample[plan.by_column[plan.first[k] + m]] + 1]
-    return start, end
-
-
-@_inline
 def round_seed(seed, m):
     """The seed of a device's ``m``-th update within one kernel call (each update draws streams 0-4):
     the call's seed for the first, so that a single update draws what :func:`_apply_at` draws."""
@@ -691,16 +656,72 @@ def round_seed(seed, m):
 
 
 @_inline
-def _train_row(row, n_out, n_in, cols, n_cols, x_cols, state, dpos, dneg, xpos, xneg, off, plan, seed, read_out,
+def _after(w, a, b, xp, xn, slot):
+    """Up and down pulses of word ``w`` (d bits ``a``, ``b``; x bits ``xp``, ``xn``) in slots ``slot`` and later."""
+    mask = ~((np.uint64(1) << np.uint64(slot - 64 * w)) - np.uint64(1))
+    return _word_pulses(a & mask, b & mask, xp, xn)
+
+
+@_inline
+def _row_intervals(p, i, n_active, slot_of, x_cols, dpos, dneg, off, plan, ups, downs, int_up, int_dn):
+    """Pulses of every device of row ``(p, i)`` per interval between its column's reads.
+
+    One pass over the row's words: each word's coincidences are added to every active column's
+    running count (vectorised over the columns, ``x_cols (2, P, W, n)`` holds their x words side by
+    side); where a read ends inside the word, the part of the word at and after the read's end is
+    taken back out of that column's count, which then closes as the interval ending at the read
+    (``int_up/int_dn[r]``) and restarts from that part. Leaves the last interval of every active
+    column in ``ups/downs``.
+    """
+    n_c = n_active[p]
+    ups[:n_c] = 0
+    downs[:n_c] = 0
+    n_r = plan.col.shape[0]
+    r = 0
+    for w in range(dpos.shape[2]):
+        a, b = dpos[p, i, w], dneg[p, i, w]
+        if a | b:
+            for c in range(n_c):
+                u, v = _word_pulses(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
+                ups[c] += u
+                downs[c] += v
+        while r < n_r and off[p, plan.sample[r] + 1] < 64 * (w + 1):
+            c = slot_of[p, plan.col[r]]
+            if c >= 0:
+                u, v = 0, 0
+                if a | b:
+                    u, v = _after(w, a, b, x_cols[0, p, w, c], x_cols[1, p, w, c], off[p, plan.sample[r] + 1])
+                int_up[r] = ups[c] - u
+                int_dn[r] = downs[c] - v
+                ups[c] = u
+                downs[c] = v
+            else:
+                int_up[r] = 0
+                int_dn[r] = 0
+            r += 1
+    while r < n_r:  # reads at the very end of the chunk's slots
+        c = slot_of[p, plan.col[r]]
+        if c >= 0:
+            int_up[r] = ups[c]
+            int_dn[r] = downs[c]
+            ups[c] = 0
+            downs[c] = 0
+        else:
+            int_up[r] = 0
+            int_dn[r] = 0
+        r += 1
+
+
+@_inline
+def _train_row(row, n_out, n_in, active, n_active, slot_of, x_cols, state, dpos, dneg, off, plan, seed, read_out,
                scratch, lane):
     """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
 
-    A device is updated once per interval between its column's reads (:func:`_window`), so that
-    every read sees A right after the read's sample, as sample-by-sample processing would. Round
-    ``m`` updates the ``m``-th interval of every column that has one (:func:`apply_gathered`, with
-    its own seed), then reads the columns whose ``m + 1``-th read ends it. Round 0 also updates the
-    columns without reads (``cols``, their x words ``x_cols``, see :func:`_active_columns`), whose
-    coincidences over the whole chunk are counted in one vectorised pass and listed without a branch.
+    A device is updated once per interval between its column's reads (:func:`_row_intervals`), so
+    that every read sees A right after the read's sample, as sample-by-sample processing would.
+    Round ``m`` updates the ``m``-th interval of every column that has one (:func:`apply_gathered`,
+    with its own seed; round 0 includes the columns without reads), then reads the columns whose
+    ``m + 1``-th read ends it.
     """
     g, w_noise, pulse_count, rows, ref = state.g, state.w_noise, state.pulse_count, state.rows, state.ref
     p = row // n_out
@@ -711,53 +732,54 @@ def _train_row(row, n_out, n_in, cols, n_cols, x_cols, state, dpos, dneg, xpos, 
             quiet = False
     base = row * n_in
     index, n_up, n_dn = lane[0], lane[1], lane[2]
+    ups, downs, int_up, int_dn = scratch
+    if not quiet:
+        _row_intervals(p, i, n_active, slot_of, x_cols, dpos, dneg, off, plan, ups, downs, int_up, int_dn)
     read_cols = plan.read_cols
     for m in range(plan.rounds):
         if not quiet:
             c_n = 0
-            if m == 0:
-                ups, downs = scratch
-                n_c = n_cols[p]
-                ups[:n_c] = 0
-                downs[:n_c] = 0
-                for w in range(dpos.shape[2]):
-                    a, b = dpos[p, i, w], dneg[p, i, w]
-                    for c in range(n_c):
-                        u, v = _word_pulses(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
-                        ups[c] += u
-                        downs[c] += v
-                for c in range(n_c):  # every column is written, the count advances past those with pulses
-                    index[c_n] = base + cols[p, c]
+            if m == 0:  # the columns without reads: their only interval is the whole chunk
+                for c in range(n_active[p]):
+                    k = active[p, c]
+                    index[c_n] = base + k
                     n_up[c_n] = ups[c]
                     n_dn[c_n] = downs[c]
-                    c_n += ups[c] + downs[c] != 0
-            for c in range(read_cols.shape[0]):
-                k = read_cols[c]
-                if m > plan.count[k]:
+                    c_n += (plan.count[k] == 0) & (ups[c] + downs[c] != 0)
+            for t in range(read_cols.shape[0]):
+                k = read_cols[t]
+                q = plan.count[k]
+                c = slot_of[p, k]
+                if m > q or c < 0:
                     continue
-                s0, s1 = _window(p, k, m, plan, off)
-                up, down = _window_pulses(p, i, k, s0, s1, dpos, dneg, xpos, xneg)
+                if m < q:
+                    r = plan.by_column[plan.first[k] + m]
+                    up, down = int_up[r], int_dn[r]
+                else:
+                    up, down = ups[c], downs[c]
                 index[c_n] = base + k
                 n_up[c_n] = up
                 n_dn[c_n] = down
-                c_n += up + down != 0.0
+                c_n += up + down != 0
             if c_n > 0:
                 apply_gathered(c_n, lane, g, w_noise, pulse_count, rows, round_seed(seed, m), state.mult,
-                                state.write_noise, 0)
-        for c in range(read_cols.shape[0]):
-            k = read_cols[c]
+                               state.write_noise, 0)
+        for t in range(read_cols.shape[0]):
+            k = read_cols[t]
             if m < plan.count[k]:
                 kk = base + k
                 read_out[p, i, plan.by_column[plan.first[k] + m]] = g[kk] - ref[kk] + w_noise[kk]
 
 
 @_inline
-def _active_columns(xpos, xneg, count):
-    """Per replica, the columns without reads that have any x bit (the only others a row has to
-    visit), and their x words side by side, ``x_cols (2, P, W, in)`` (positive, negative)."""
+def _active_columns(xpos, xneg):
+    """Per replica, the columns with any x bit (the only ones a row's pulses can reach), their x words
+    side by side, ``x_cols (2, P, W, in)`` (positive, negative), and each column's place among them
+    (-1: none)."""
     n_p, n_in, words = xpos.shape
-    cols = np.empty((n_p, n_in), dtype=np.int64)
-    n_cols = np.zeros(n_p, dtype=np.int64)
+    active = np.empty((n_p, n_in), dtype=np.int64)
+    n_active = np.zeros(n_p, dtype=np.int64)
+    slot_of = np.full((n_p, n_in), -1, dtype=np.int64)
     x_cols = np.empty((2, n_p, words, n_in), dtype=np.uint64)
     for p in range(n_p):
         for j in range(n_in):
@@ -765,13 +787,15 @@ def _active_columns(xpos, xneg, count):
             for w in range(words):
                 if xpos[p, j, w] | xneg[p, j, w]:
                     live = True
-            if live and count[j] == 0:
+            if live:
+                c = n_active[p]
                 for w in range(words):
-                    x_cols[0, p, w, n_cols[p]] = xpos[p, j, w]
-                    x_cols[1, p, w, n_cols[p]] = xneg[p, j, w]
-                cols[p, n_cols[p]] = j
-                n_cols[p] += 1
-    return cols, n_cols, x_cols
+                    x_cols[0, p, w, c] = xpos[p, j, w]
+                    x_cols[1, p, w, c] = xneg[p, j, w]
+                active[p, c] = j
+                slot_of[p, j] = c
+                n_active[p] += 1
+    return active, n_active, slot_of, x_cols
 
 
 class DeviceState(NamedTuple):
@@ -801,14 +825,16 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, plan, seed, read_out):
     spread over as many threads as :func:`match_torch_threads` set.
     """
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
-    cols, n_cols, x_cols = _active_columns(xpos, xneg, plan.count)
+    active, n_active, slot_of, x_cols = _active_columns(xpos, xneg)
+    n_r = plan.col.shape[0]
     n_rows = n_p * n_out
     n_chunks = min(n_rows, ROW_CHUNKS)
     for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch
-        scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64))
+        scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_r, dtype=np.int64),
+                   np.empty(n_r, dtype=np.int64))
         lane = lane_buffers(n_in)
         for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
-            _train_row(row, n_out, n_in, cols, n_cols, x_cols, state, dpos, dneg, xpos, xneg, off, plan, seed,
+            _train_row(row, n_out, n_in, active, n_active, slot_of, x_cols, state, dpos, dneg, off, plan, seed,
                        read_out, scratch, lane)
 
 

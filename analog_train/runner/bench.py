@@ -1,19 +1,22 @@
-"""``analog-train bench``: seconds per 60k training samples of the FC network, per algorithm, and ratios to fp.
+"""``analog-train bench``: training speed of a network per algorithm, as ratios to the same network in torch.
 
-Each case trains side by side with the reference (``fp``, the first case) in one process, on the
-same samples in the same order: the two alternate in blocks of ``BLOCK_BATCHES`` mini-batches,
-and a case's ratio is its time over the reference's time in the blocks in between. On a shared
-machine the speed drifts by tens of percent within seconds to minutes (fp alone measured
-5.9-14.6 s per 60k samples within one session); blocks of a fraction of a second see the same
-drift, where a reference timed before and after a case of a minute often did not. Model,
-optimizer and steps are the training loop's own (``train.build_trainable``, ``train.train_step``);
-before the timing each model trains ``WARMUP_SAMPLES`` samples and every compiled kernel is
-loaded, so that one-time costs do not count against a per-sample rate.
+Each case trains side by side with the reference (``fp``: the same model with torch layers, the
+first case) in one process, on the same mini-batches in the same order: the two alternate in blocks
+of about ``BLOCK_SECONDS`` of the reference, and a case's ratio is its time over the reference's
+time in the blocks in between. On a shared machine the speed drifts by tens of percent within
+seconds to minutes; blocks of a fraction of a second see the same drift, where a reference timed
+before and after a case often did not. Model, optimizer and steps are the training loop's own
+(``train.build_trainable``, ``train.train_step``); before the timing each model trains a few
+batches and every compiled kernel is loaded, so one-time costs do not count against the rate. A
+case runs until it has trained ``min_seconds`` (and the reference as many batches). Speeds are
+seconds per 60k samples of the task (images; per million characters for the LSTM) and the peak
+memory of the process while the case ran.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -28,10 +31,10 @@ from analog_train.runner.tasks import Task, build_task
 from analog_train.runner.train import build_trainable, train_step
 from analog_train.seeding import derived_seed
 
-WARMUP_SAMPLES = 200
-BLOCK_BATCHES = 50  # mini-batches of one configuration between switches
+WARMUP_BATCHES = 3
+BLOCK_SECONDS = 0.5  # of the reference between switches
 
-# (label, overrides): the configurations the benchmark times.
+# (label, overrides): the configurations the benchmark times; the first is the reference.
 CASES: list[tuple[str, list[str]]] = [
     ("fp", ["algo=fp"]),
     ("sgd (fast)", ["algo=sgd", "update.engine=fast"]),
@@ -40,18 +43,20 @@ CASES: list[tuple[str, list[str]]] = [
     ("cttv2", ["algo=cttv2"]),
     ("agad", ["algo=agad"]),
 ]
+PER = {"characters": (1_000_000, "1M characters")}  # the rate's unit per task unit (default: 60k samples)
 
 
-def bench_config(overrides: list[str], samples: int, batch_size: int, threads: Optional[int],
-                 data_root: Optional[str]) -> DictConfig:
-    common = [
-        "data=mnist", f"data.train_subset={samples}", "data.test_subset=1000", f"data.batch_size={batch_size}",
-        "train.epochs=1", "progress=false", "device=softbounds",
-    ]
+def bench_config(model: str, overrides: list[str], batch_size: Optional[int], threads: Optional[int],
+                 data_root: Optional[str], subset: Optional[int]) -> DictConfig:
+    common = [f"model={model}", "train.epochs=1", "progress=false", "device=softbounds"]
+    if batch_size:
+        common.append(f"data.batch_size={batch_size}")
     if threads:
         common.append(f"threads={threads}")
     if data_root:
         common.append(f"data.root={data_root}")
+    if subset:
+        common += [f"data.train_subset={subset}", "data.test_subset=100"]
     cfg = compose_config(common + overrides)
     validate(cfg)
     return cfg
@@ -60,61 +65,91 @@ def bench_config(overrides: list[str], samples: int, batch_size: int, threads: O
 class _Session:
     """One configuration's model and optimizer, trained a block of mini-batches at a time."""
 
-    def __init__(self, cfg: DictConfig, task: Task) -> None:
+    def __init__(self, cfg: DictConfig, task: Task, batches: list) -> None:
         torch.manual_seed(derived_seed(cfg.seed, 0, 0))
         self.model, self.optimizer = build_trainable(cfg, task.spec)
-        self.task = task
-        self.batches = list(task.batches(torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 4))))
+        self.task, self.batches, self.clip = task, batches, cfg.train.clip_grad_norm
         self.done = 0  # mini-batches trained, the order wraps around
+        self.samples = 0  # samples of the timed blocks
         self.seconds = 0.0  # time of the timed blocks
 
     def run(self, n: int, timed: bool = True) -> None:
         start = time.perf_counter()
+        samples = 0
         for _ in range(n):
-            train_step(self.model, self.optimizer, self.task, self.batches[self.done % len(self.batches)])
+            batch = self.batches[self.done % len(self.batches)]
+            train_step(self.model, self.optimizer, self.task, batch, self.clip)
+            samples += self.task.batch_samples(batch)
             self.done += 1
         if timed:
             self.seconds += time.perf_counter() - start
+            self.samples += samples
 
 
-def run_benchmark(samples: int = 6000, batch_size: int = 10, exact: bool = True, threads: Optional[int] = None,
-                  data_root: Optional[str] = None, cases: Optional[list[tuple[str, list[str]]]] = None) -> dict[str, float]:
-    """Time each case against the reference; print s/60k samples as they finish, then the ratios.
+class PeakMemory:
+    """The process's peak resident memory from :meth:`reset` on (Linux ``/proc``; None elsewhere)."""
 
-    Returns the seconds per 60k samples of every case and, as ``"<reference> (with <label>)"``,
-    of the reference in the blocks alternating with it.
+    def __init__(self) -> None:
+        self.available = Path("/proc/self/clear_refs").exists()
+
+    def reset(self) -> None:
+        if self.available:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")  # VmHWM restarts from the current size
+            except OSError:
+                self.available = False
+
+    def mib(self) -> Optional[float]:
+        if not self.available:
+            return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return None
+
+
+def run_benchmark(model: str = "fc", min_seconds: float = 20.0, batch_size: Optional[int] = None,
+                  exact: bool = False, threads: Optional[int] = None, data_root: Optional[str] = None,
+                  subset: Optional[int] = None, cases: Optional[list[tuple[str, list[str]]]] = None) -> dict[str, dict]:
+    """Time each case against the reference; print a row per case as it finishes, then the ratios.
+
+    Returns per case label: seconds per rate unit, the reference's in the blocks alternating with
+    it, the ratio and the peak memory (MiB).
     """
     cases = cases or [c for c in CASES if exact or "exact" not in c[0]]
     (ref_label, ref_overrides), others = cases[0], cases[1:]
-    n_batches = max(1, samples // batch_size)
-    warm_batches = max(1, WARMUP_SAMPLES // batch_size)
-    per_60k = 60000 / (n_batches * batch_size)
     if threads:
         torch.set_num_threads(threads)
-    print(f"FC 784-256-128-10 on {samples} MNIST samples, batch {batch_size}, torch threads "
-          f"{torch.get_num_threads()}; each case alternates with {ref_label} in blocks of {BLOCK_BATCHES} mini-batches")
     kernels.warm_up()
     transfer_kernel.warm_up()
     mvm_kernel.warm_up()
-    ref_cfg = bench_config(ref_overrides, samples, batch_size, threads, data_root)
+    ref_cfg = bench_config(model, ref_overrides, batch_size, threads, data_root, subset)
     task = build_task(ref_cfg.data, load_data(ref_cfg.data), torch.device("cpu"))
-    seconds: dict[str, float] = {}
-    ratios: dict[str, float] = {}
+    batches = list(task.batches(torch.Generator().manual_seed(derived_seed(ref_cfg.seed, 0, 4))))
+    per, per_label = PER.get(task.unit, (60_000, f"60k {task.unit}"))
+    print(f"{model} ({task.unit}), batch {ref_cfg.data.batch_size}, torch threads {torch.get_num_threads()}; each case "
+          f"alternates with {ref_label} in blocks of ~{BLOCK_SECONDS} s of {ref_label}, for {min_seconds:g} s")
+    memory = PeakMemory()
+    results: dict[str, dict] = {}
     for label, overrides in others:
-        ref = _Session(ref_cfg, task)
-        case = _Session(bench_config(overrides, samples, batch_size, threads, data_root), task)
+        memory.reset()
+        ref = _Session(ref_cfg, task, batches)
+        case = _Session(bench_config(model, overrides, batch_size, threads, data_root, subset), task, batches)
         for session in (ref, case):
-            session.run(warm_batches, timed=False)
-        while case.done - warm_batches < n_batches:
-            n = min(BLOCK_BATCHES, n_batches - (case.done - warm_batches))
-            ref.run(n)
-            case.run(n)
-        seconds[label] = case.seconds * per_60k
-        seconds[f"{ref_label} (with {label})"] = ref.seconds * per_60k
-        ratios[label] = case.seconds / ref.seconds
-        print(f"  {label:<14} {seconds[label]:9.1f} s / 60k samples   {ref_label} alongside "
-              f"{seconds[f'{ref_label} (with {label})']:6.1f} s   {ratios[label]:6.2f} x {ref_label}", flush=True)
+            session.run(WARMUP_BATCHES, timed=False)
+        ref.run(1)
+        case.run(1)
+        block = max(1, round(BLOCK_SECONDS / max(ref.seconds, 1e-6)))
+        while case.seconds < min_seconds:
+            ref.run(block)
+            case.run(block)
+        row = {"seconds": case.seconds / case.samples * per, "reference": ref.seconds / ref.samples * per,
+               "ratio": (case.seconds / case.samples) / (ref.seconds / ref.samples), "peak_mib": memory.mib()}
+        results[label] = row
+        peak = f"{row['peak_mib']:7.0f} MiB" if row["peak_mib"] is not None else ""
+        print(f"  {label:<12} {row['seconds']:9.1f} s / {per_label}   {ref_label} alongside {row['reference']:7.1f} s"
+              f"   {row['ratio']:6.2f} x {ref_label}   peak {peak}", flush=True)
     print(f"ratios to {ref_label} (each to the {ref_label} blocks alternating with it):")
-    for label, _ in others:
-        print(f"  {label:<14} {ratios[label]:6.2f} x {ref_label}")
-    return seconds
+    for label in results:
+        print(f"  {label:<12} {results[label]['ratio']:6.2f} x {ref_label}")
+    return results
