@@ -199,16 +199,8 @@ def test_bound_management_stops_after_max_rounds(scale: float, io: IOConfig, las
     torch.testing.assert_close(y, torch.full_like(y, 20.0 * last_factor))
 
 
-def torch_only(implementation: str) -> None:
-    """Skip a test of which samples BM re-reads: the compiled read hands a batch with a clipped
-    output to the torch implementation whole (a fresh read of every sample, same distribution)."""
-    if implementation == "compiled":
-        pytest.skip("the compiled read re-reads a clipped batch with the torch implementation")
-
-
 def test_bound_management_only_rereads_failing_samples_and_replicas(implementation: str) -> None:
     """The same seed with BM on and off must give identical results where nothing clipped."""
-    torch_only(implementation)
     torch.manual_seed(6)
     w = torch.randn(2, 4, 30) * 0.05
     w[1, 2] = 3.0  # replica 1, output 2 clips when most inputs are near their abs-max
@@ -225,7 +217,6 @@ def test_bound_management_only_rereads_failing_samples_and_replicas(implementati
 
 def test_bound_management_per_output_tile(implementation: str) -> None:
     """Two output tiles (300 + 300): only the clipping tile is re-read, the other keeps its read."""
-    torch_only(implementation)
     torch.manual_seed(8)
     w = torch.randn(1, 600, 20) * 0.05
     w[0, 10] = 2.0  # output tile 0 clips (y = 40)

@@ -286,10 +286,19 @@ def transfer_rounds(rule, raw, reads, buffers, settings, c_state, seed):
     for chunk in prange(n_chunks):
         lane = kernels.lane_buffers(max(n_in, 1))
         index, n_up, n_dn = lane[0], lane[1], lane[2]
+        u, z = np.empty(n_r), np.zeros(n_r)
         for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
             p = row // n_out
             i = row - p * n_out
             base = row * n_in
+            if not perfect and out_noise > 0.0:  # the row's read noise, in vectorised loops
+                for r in range(n_r):
+                    u[r] = kernels.uniform(key(seed, (p * n_out + i) * n_r + r, 1))
+                for r in range(n_r):
+                    z[r] = kernels.central_quantile(u[r])
+                for r in range(n_r):  # the few in the tails need a logarithm
+                    if kernels.in_tail(u[r]):
+                        z[r] = kernels.quantile(u[r])
             for m in range(n_rounds):
                 writes = 0
                 for t in range(round_start[m], round_start[m + 1]):
@@ -297,9 +306,7 @@ def transfer_rounds(rule, raw, reads, buffers, settings, c_state, seed):
                     k = col[r]
                     value = raw[p, i, r]
                     if not perfect:
-                        q = value * gain[p, r]
-                        if out_noise > 0.0:
-                            q += out_noise * normal(key(seed, (p * n_out + i) * n_r + r, 1))
+                        q = value * gain[p, r] + out_noise * z[r]
                         if quantise:
                             q = np.round(q)
                         value = min(max(q, -l_out), l_out) * res_out

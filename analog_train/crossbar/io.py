@@ -145,9 +145,12 @@ class AnalogMVM:
         bound_management = bound_management and self._bm
         if (self._kernels and generator is not None and x.device.type == "cpu"
                 and x.dtype == weight.dtype == torch.float32):
-            y = _compiled_read(weight, x, tiles[1], self._kernel_args, generator, bound_management)
-            if y is not None:
-                return y
+            n_out = weight.shape[-2]
+            out_tiles = self._tiles.get(-n_out)  # output tiles, keyed by minus the size
+            if out_tiles is None:
+                bounds = _tile_bounds(n_out, self.io.max_output_size)
+                out_tiles = self._tiles[-n_out] = (bounds, np.array(bounds, dtype=np.int64).reshape(-1, 2))
+            return _compiled_read(weight, x, tiles[1], out_tiles[1], self._kernel_args, generator, bound_management)
         return _torch_read(weight, x, in_tiles, c, self.io, generator, bound_management)
 
 
@@ -256,9 +259,9 @@ def read_columns(columns: Tensor, io: Any, generator: torch.Generator | None) ->
     return q.clamp_(-r.l_out, r.l_out).mul_(r.res_out)
 
 
-def _compiled_read(weight: Tensor, x: Tensor, tiles: np.ndarray, periphery: tuple, generator: torch.Generator,
-                   bound_management: bool) -> Tensor | None:
-    """:func:`analog_mvm` by the compiled kernel (CPU), or None when an output clipped and BM must re-read.
+def _compiled_read(weight: Tensor, x: Tensor, tiles: np.ndarray, out_tiles: np.ndarray, periphery: tuple,
+                   generator: torch.Generator, bound_management: bool) -> Tensor:
+    """:func:`analog_mvm` by the compiled kernel (CPU), bound management included.
 
     The backward pass hands over ``W^T`` as a transposed view; the kernel reads ``W`` itself then.
     """
@@ -268,10 +271,8 @@ def _compiled_read(weight: Tensor, x: Tensor, tiles: np.ndarray, periphery: tupl
         w = weight.transpose(-1, -2)
         transposed = w.is_contiguous()
         w = w if transposed else weight.contiguous()
-    y, clipped = mvm_kernel.read(w.numpy(), x.contiguous().numpy(), transposed, tiles, periphery,
-                                 kernels.draw_seed(generator))
-    if clipped and bound_management:
-        return None
+    y = mvm_kernel.read(w.numpy(), x.contiguous().numpy(), transposed, tiles, out_tiles, periphery, bound_management,
+                        kernels.draw_seed(generator))
     return torch.from_numpy(y)
 
 

@@ -107,7 +107,7 @@ def uniform(bits):
 
 
 @_inline
-def _central_quantile(u):
+def central_quantile(u):
     """The normal quantile of ``u`` in the central region ``[P_LOW, 1 - P_LOW]`` (a rational function)."""
     q = u - 0.5
     r = q * q
@@ -116,10 +116,10 @@ def _central_quantile(u):
 
 
 @_inline
-def _quantile(u):
+def quantile(u):
     """Acklam's standard normal quantile of ``u`` in (0, 1)."""
     if _P_LOW <= u <= 1.0 - _P_LOW:
-        return _central_quantile(u)
+        return central_quantile(u)
     t = math.sqrt(-2.0 * math.log(min(u, 1.0 - u)))
     x = (((((_C[0] * t + _C[1]) * t + _C[2]) * t + _C[3]) * t + _C[4]) * t + _C[5]) / \
         ((((_D[0] * t + _D[1]) * t + _D[2]) * t + _D[3]) * t + 1.0)
@@ -129,7 +129,7 @@ def _quantile(u):
 @_inline
 def normal(bits):
     """One standard normal for the 64 random ``bits`` of :func:`key`: the quantile of a uniform in (0, 1)."""
-    return _quantile(uniform(bits))
+    return quantile(uniform(bits))
 
 
 @_inline
@@ -298,8 +298,8 @@ LANE_PARAMS = 7  # a_up .. s_dn: the part of a device's row that the vectorised 
 
 
 @_inline
-def _in_tail(u):
-    """Whether the Gaussian of uniform ``u`` lies outside :func:`_central_quantile`'s region (``|`` for no branch)."""
+def in_tail(u):
+    """Whether the Gaussian of uniform ``u`` lies outside :func:`central_quantile`'s region (``|`` for no branch)."""
     return (u < _P_LOW) | (u > 1.0 - _P_LOW)
 
 
@@ -328,13 +328,13 @@ def _lanes(n, g, params, n_up, n_dn, uniforms, mult, out, mean, sd, status):
         qd, td = _binary_geometric(nd, -s_dn)
         g1, g2, g3, sigma = _composite(g0, a_up, a_dn, s_up, s_dn, c2c, n1, nd, nu - n1, nu - 2.0 * n1,
                                        q1, t1, qd, td, mult)
-        out[t] = min(max(g3 + sigma * _central_quantile(u), bmin), bmax)
+        out[t] = min(max(g3 + sigma * central_quantile(u), bmin), bmax)
         mean[t] = g3
         sd[t] = sigma
         # | rather than `or`: no branch
         exact = (not _far_from_bounds(g0, g1, g2, g3, sigma, bmin, bmax)) | (nu >= BINARY_TRAIN) | \
             (nd >= BINARY_TRAIN)
-        status[t] = LANE_EXACT if exact else (LANE_TAIL if _in_tail(u) else LANE_DONE)
+        status[t] = LANE_EXACT if exact else (LANE_TAIL if in_tail(u) else LANE_DONE)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -352,17 +352,17 @@ def _lanes_near(n, g, params, n_up, n_dn, uniforms, mult, out, redo):
         n1 = np.floor(0.5 * nu)
         n3 = nu - n1
         power, total = _binary_geometric(n1, s_up)
-        gg = _phase(gg, a_up, s_up, s_up, n1, power, total, c2c, bmin, bmax, mult, _central_quantile(uniforms[0, t]),
+        gg = _phase(gg, a_up, s_up, s_up, n1, power, total, c2c, bmin, bmax, mult, central_quantile(uniforms[0, t]),
                     True)
         power, total = _binary_geometric(nd, -s_dn)
-        gg = _phase(gg, a_dn, s_dn, -s_dn, nd, power, total, c2c, bmin, bmax, mult, _central_quantile(uniforms[1, t]),
+        gg = _phase(gg, a_dn, s_dn, -s_dn, nd, power, total, c2c, bmin, bmax, mult, central_quantile(uniforms[1, t]),
                     False)
         power, total = _binary_geometric(n3, s_up)
-        gg = _phase(gg, a_up, s_up, s_up, n3, power, total, c2c, bmin, bmax, mult, _central_quantile(uniforms[2, t]),
+        gg = _phase(gg, a_up, s_up, s_up, n3, power, total, c2c, bmin, bmax, mult, central_quantile(uniforms[2, t]),
                     True)
         out[t] = gg
-        redo[t] = ((n1 > 0.0) & _in_tail(uniforms[0, t])) | ((nd > 0.0) & _in_tail(uniforms[1, t])) | \
-            ((n3 > 0.0) & _in_tail(uniforms[2, t])) | (nu >= BINARY_TRAIN) | (nd >= BINARY_TRAIN)
+        redo[t] = ((n1 > 0.0) & in_tail(uniforms[0, t])) | ((nd > 0.0) & in_tail(uniforms[1, t])) | \
+            ((n3 > 0.0) & in_tail(uniforms[2, t])) | (nu >= BINARY_TRAIN) | (nd >= BINARY_TRAIN)
 
 
 PREFETCH_AHEAD = 16  # devices: how far ahead apply_gathered asks for the parameter rows it will read
@@ -441,7 +441,7 @@ def apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noi
         if status[t] == LANE_DONE:
             g[i] = out[t]
         elif status[t] == LANE_TAIL:
-            g[i] = min(max(mean[t] + sd[t] * _quantile(uniforms[t]), params[2, t]), params[3, t])
+            g[i] = min(max(mean[t] + sd[t] * quantile(uniforms[t]), params[2, t]), params[3, t])
         else:
             g[i] = _apply_one(lg[t], rows, i, n_up[t], n_dn[t], mult, seed, stream)
         _count_and_rewrite(i, n_up[t] + n_dn[t], w_noise, pulse_count, rows, seed, write_noise, stream)
