@@ -132,7 +132,7 @@ def run(cfg: DictConfig) -> Optional[str]:
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    if cfg.experiment.name != "train":  # a paper experiment (SPEC 7), not the train loop
+    if cfg.experiment is not None:  # a paper experiment (SPEC 7), not the train loop
         from analog_train.runner.experiment import run_experiment
 
         summary = run_experiment(cfg, out_dir)

@@ -28,19 +28,17 @@ def _fail(err: Exception) -> NoReturn:
 
 
 def _compose(name: str, overrides: list[str] | None = None):
-    """Composed and validated device node; one-line error and exit 2 on any problem."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from analog_train.config import ConfigError, validate_device
-    from analog_train.devices.presets import compose_device
+    """Composed and checked run config of a device (no algorithm presets); one-line error and exit 2."""
+    from analog_train.config import ConfigError
+    from analog_train.devices.presets import compose_device_run
 
     try:
-        cfg = compose_device(name, overrides or [])
-        validate_device(cfg)
-    except (ConfigError, HydraException, OmegaConfBaseException) as err:
+        return compose_device_run(name, overrides or [])
+    except ConfigError as err:
         _fail(err)
-    return cfg
+
+
+UNITS = {"granularity": "weight", "sp_std": "weight", "up_down": "rel.", "asym_w0": "rel.", "c2c": "rel."}
 
 
 @devices_app.command("list")
@@ -48,23 +46,34 @@ def list_(
     devices: int = typer.Option(1000, help="devices drawn per preset for the asymmetry and SP spread"),
     seed: int = typer.Option(0, help="construction seed of the drawn array"),
 ) -> None:
-    """Table of every preset: family, granularity, states, asymmetry, SP spread, c2c noise, source."""
+    """Table of every preset: family, granularity, states, asymmetry, SP spread, c2c noise, source.
+
+    The devices as their YAML describes them: algorithm presets (e.g. the SP subtraction of the
+    TT presets) are not applied. Below the table, the keys each listed family adds to the common ones.
+    """
     import pandas as pd
 
     from analog_train.devices.parameters import granularity, number_of_states, resolve
     from analog_train.devices.presets import list_presets, source_of
     from analog_train.devices.response import array_summary
+    from analog_train.devices.view import family_keys
 
     rows = []
     for name in list_presets():
-        cfg = resolve(_compose(name))
+        cfg = resolve(_compose(name).device)
         summary = array_summary(cfg, devices, seed)
         rows.append({"preset": name, "family": cfg.family, "granularity": granularity(cfg),
                      "n_states": number_of_states(cfg), "up_down": cfg.up_down,
                      "asym_w0": summary["asymmetry"], "sp_std": summary["sp_std"], "c2c": cfg.dw_min_std,
                      "source": cfg.source or source_of(name)})
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.float_format", "{:.4g}".format):
-        typer.echo(pd.DataFrame(rows).to_string(index=False))
+    table = pd.DataFrame(rows)
+    table.columns = pd.MultiIndex.from_tuples([(c, f"[{UNITS[c]}]" if c in UNITS else "") for c in table.columns])
+    with pd.option_context("display.width", 250, "display.max_colwidth", 60, "display.float_format", "{:.4g}".format):
+        typer.echo(table.to_string(index=False))
+    typer.echo("\nweight: normalised conductance (the mean device spans about [-1, 1]); rel.: relative to the step."
+               "\nKeys each family adds to the common ones (devices show NAME: every value, with units):")
+    for family in dict.fromkeys(r["family"] for r in rows):
+        typer.echo(f"  {family}: {', '.join(family_keys(family)) or '(none)'}")
 
 
 @devices_app.command()
@@ -72,14 +81,15 @@ def show(
     name: str = typer.Argument(..., help="preset name (see `devices list`) or path to a device YAML"),
     overrides: Optional[list[str]] = typer.Argument(None, help="overrides such as w_max=1.2 (device. optional)"),
 ) -> None:
-    """Print the resolved parameters of a preset as YAML, with its granularity and number of states."""
-    from omegaconf import OmegaConf
-
+    """Print the resolved parameters of a device as YAML (units and meaning as comments, the family's own
+    keys marked), with its granularity and number of states; algorithm presets are not applied."""
     from analog_train.devices.parameters import granularity, number_of_states
+    from analog_train.devices.view import device_yaml
 
     cfg = _compose(name, overrides)
-    typer.echo(OmegaConf.to_yaml(cfg), nl=False)
-    typer.echo(f"# granularity: {granularity(cfg):.6g}\n# number_of_states: {number_of_states(cfg):.6g}")
+    typer.echo(device_yaml(cfg.device, cfg.device_preset), nl=False)
+    typer.echo(f"# granularity: {granularity(cfg.device):.6g} [weight]\n"
+               f"# number_of_states: {number_of_states(cfg.device):.6g}")
 
 
 @devices_app.command()
@@ -98,7 +108,7 @@ def plot(
     from analog_train.devices.response import auto_pulses, pulse_response
     from analog_train.plots.device_response import plot_device_response, save_figure
 
-    cfgs = [(name, _compose(name)) for name in names]
+    cfgs = [(name, _compose(name).device) for name in names]
     frames = []
     for name, cfg in cfgs:
         n = pulses or auto_pulses(cfg)

@@ -7,12 +7,13 @@ import torch
 from typer.testing import CliRunner
 
 from analog_train.cli import app
-from analog_train.config import DeviceConfig
+from analog_train.config import make_device
 from analog_train.devices.array import DeviceArray
 from analog_train.devices.presets import compose_device
+from configs import device
 
-TRUE = DeviceConfig(family="soft_bounds", dw_min=0.05, dw_min_std=0.3, dw_min_dtod=0.2, up_down_dtod=0.1,
-                    w_max=1.0, w_min=-1.0, w_max_dtod=0.2, w_min_dtod=0.2, mult_noise=False)
+TRUE = make_device("soft_bounds", dw_min=0.05, dw_min_std=0.3, dw_min_dtod=0.2, up_down_dtod=0.1,
+                  w_max=1.0, w_min=-1.0, w_max_dtod=0.2, w_min_dtod=0.2, mult_noise=False)
 
 
 def simulate(cfg, n_dev=20, cycles=6, n=60, seed=0):
@@ -63,9 +64,10 @@ def test_soft_bounds_round_trip(tmp_path):
 @pytest.mark.parametrize("family", ["linear_step", "constant_step", "piecewise_step", "pow_step", "exp_step"])
 def test_other_families_fit_and_compose(tmp_path, family):
     """Every family's fit writes a YAML that composes and validates; step scale and noise roughly right."""
-    from dataclasses import replace
+    from dataclasses import asdict
 
-    cfg = replace(TRUE, family=family, mult_noise=True, gamma_up=0.3, gamma_down=0.5, pow_gamma=1.5)
+    values = {k: v for k, v in asdict(TRUE).items() if k != "family"}
+    cfg = device(family, **{**values, "mult_noise": True, "gamma_up": 0.3, "gamma_down": 0.5, "pow_gamma": 1.5})
     _, df = simulate(cfg, n_dev=8, cycles=2, n=300)
     df.to_csv(tmp_path / "data.csv", index=False)
     out = tmp_path / "device" / "f.yaml"

@@ -22,7 +22,7 @@ Per-sample semantics, vectorised per mini-batch (aihwkit's GPU "chopped weight o
 * Reads are processed in time order; the C writes of a mini-batch are applied together at its end
   (they touch C only, which no read of the batch looks at).
 
-Large layers are split into input tiles of at most ``transfer_io.max_input_size`` columns, as
+Large layers are split into input tiles of at most ``transfer_forward.max_input_size`` columns, as
 aihwkit splits them into separate compounds: each tile has its own column pointer, and a
 transfer event reads one column of every tile. Output choppers are one vector per layer and flip
 (with probability ``out_chop_prob`` per element) when the first tile completes a pass.
@@ -114,7 +114,7 @@ class TransferCompound(AnalogAlgorithm):
         self.H = torch.zeros(self.A.shape, dtype=dt, device=dev)
         self.c_in = torch.ones((n_p, n_in), dtype=dt, device=dev)
         self.c_out = torch.ones((n_p, n_out), dtype=dt, device=dev)
-        sizes = split_sizes(n_in, algo.transfer_io.max_input_size)
+        sizes = split_sizes(n_in, algo.transfer_forward.max_input_size)
         self._min_tile = min(sizes)
         self._tile_sizes = np.array(sizes, dtype=np.int64)  # input tiles: sizes and first columns
         self._tile_starts = np.cumsum(self._tile_sizes) - self._tile_sizes
@@ -127,7 +127,7 @@ class TransferCompound(AnalogAlgorithm):
         self._compiled = self.H.device.type == "cpu" and kernels.enabled()
         # ... and the whole mini-batch in one call when A and C are on the device kernels too.
         self._fused = self._compiled and update_cfg.engine != "exact" and self.A.kernel_ready and self.C.kernel_ready
-        self._column_read = ColumnRead.of(algo.transfer_io)
+        self._column_read = ColumnRead.of(algo.transfer_forward)
         self._numpy_views = kernels.NumpyViews()  # of the state the compiled transfer takes
         # _update_fused's arguments that stay the same from batch to batch (CPU only: numpy)
         self._fused_settings = (
@@ -316,9 +316,9 @@ class TransferCompound(AnalogAlgorithm):
 
     def _out_chopper_flips(self, reads: Reads) -> Tensor | None:
         """Per read and output, whether ``c_out`` flips after it, ``(P, R, out)``; None if never."""
-        p = self.cfg.out_chop_prob
-        if not self.choppers or p <= 0 or not bool(reads.pass_end.any()):
+        if not self.choppers or self.cfg.out_chop_prob <= 0 or not bool(reads.pass_end.any()):
             return None
+        p = self.cfg.out_chop_prob
         n_p, n_out = self.c_out.shape
         draw = torch.rand((n_p, len(reads), n_out), generator=self.generator, device=self.c_out.device) < p
         return draw & reads.pass_end.view(1, -1, 1)
@@ -445,7 +445,7 @@ class TransferCompound(AnalogAlgorithm):
 
     def _transfer_read(self, columns: Tensor) -> Tensor:
         """Read columns ``(P, out, R)`` of A through the transfer periphery (noise + ADC, no NM/BM)."""
-        return read_columns(columns, self.cfg.transfer_io, self.generator)
+        return read_columns(columns, self.cfg.transfer_forward, self.generator)
 
     def _write_slow_array(self, steps: Tensor, cols: Tensor, distinct: bool = False) -> None:
         """``|n|`` single pulses of sign(n) on C at each read column, ``steps (P, out, R)``."""

@@ -386,8 +386,8 @@ class ExpStep(DeviceFamily):
 
     def draw(self, cfg: Any, p: Params, shape: tuple[int, ...], gen: torch.Generator) -> None:
         # Mean parameters, stored per device so that replicas of a population may differ.
-        for key in ("es_A_up", "es_A_down", "es_gamma_up", "es_gamma_down", "es_a", "es_b"):
-            p[key] = torch.full(shape, float(getattr(cfg, key)), dtype=torch.float64)
+        for key in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
+            p["es_" + key] = torch.full(shape, float(getattr(cfg, key)), dtype=torch.float64)
         p["std_add"] = torch.full(shape, float(cfg.dw_min_std_add), dtype=torch.float64)
         p["std_slope"] = torch.full(shape, float(cfg.dw_min_std_slope), dtype=torch.float64)
 

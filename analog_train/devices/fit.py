@@ -23,6 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from analog_train.config import DEVICE_FAMILIES
+from analog_train.config.rules import keys_of
+
 MIN_STEPS = 10  # per device and direction
 CLIP_SIGMAS = 3.0  # steps whose clip probability exceeds ~0.1 % are left out
 PIECEWISE_NODES = 5
@@ -71,7 +74,7 @@ def _pow_limits(lo, hi, up):
 
 
 def _exp(t, w, lo, hi, up):
-    z = w / (hi - lo)  # es_a = 0.5, es_b = 0
+    z = w / (hi - lo)  # a = 0.5, b = 0
     return t[0] * np.maximum(1.0 - t[1] * np.exp(t[2] * z if up else -t[2] * z), 0.0)
 
 
@@ -271,21 +274,22 @@ def to_config(per: pd.DataFrame, family: str, fam: FamilyFit) -> dict[str, Any]:
         pg, pud, pg_dtod, pud_dtod = _split(per["gamma_up"].to_numpy(), per["gamma_dn"].to_numpy())
         cfg.update(pow_gamma=pg, pow_up_down=pud, pow_gamma_dtod=pg_dtod, pow_up_down_dtod=pud_dtod)
     elif family == "exp_step":
-        cfg.update(es_a=0.5, es_b=0.0, es_A_up=float(per["A_up"].median()), es_A_down=float(per["A_dn"].median()),
-                   es_gamma_up=float(per["gamma_up"].median()), es_gamma_down=float(per["gamma_dn"].median()),
+        cfg.update(a=0.5, b=0.0, A_up=float(per["A_up"].median()), A_down=float(per["A_dn"].median()),
+                   gamma_up=float(per["gamma_up"].median()), gamma_down=float(per["gamma_dn"].median()),
                    dw_min_std_add=0.0, dw_min_std_slope=0.0)
     elif family == "piecewise_step":
         for key, name in (("up", "piecewise_up"), ("dn", "piecewise_down")):
             nodes = per[[f"v{i}_{key}" for i in range(PIECEWISE_NODES)]].to_numpy() / per[[f"a_{key}"]].to_numpy()
             cfg[name] = [float(v) for v in nodes.mean(axis=0)]
         cfg["dw_min"] = float(max(per["a_up"].mean(), per["a_dn"].mean()))
+    keys = keys_of(DEVICE_FAMILIES[family])  # mult_noise: only the families that have the switch
     return {k: (round(v, 6) if isinstance(v, float) else [round(x, 6) for x in v] if isinstance(v, list) else v)
-            for k, v in cfg.items()}
+            for k, v in cfg.items() if k in keys}
 
 
 def config_yaml(cfg: dict[str, Any], source: str) -> str:
     """A device YAML usable as a preset (``defaults: [device_schema, _self_]``)."""
     from omegaconf import OmegaConf
 
-    body = OmegaConf.to_yaml({"defaults": ["device_schema", "_self_"], **cfg, "source": source})
+    body = OmegaConf.to_yaml({**cfg, "source": source})
     return f"# source: {source}\n{body}"
