@@ -152,3 +152,33 @@ def test_one_sided_config_needs_make_array():
     with pytest.raises(ValueError, match="make_array"):
         DeviceArray(sb(one_sided=True, w_min=0.0), SHAPE, gen())
 
+
+def _rule(w, a, b_max, b_min, signs):
+    """aihwkit SoftBounds, noise-free, as written: w <- clip(w + a (1 - w/b_max)) up, w - a (1 - w/b_min) down."""
+    for s in signs:
+        w = w + a * (1 - w / b_max) if s > 0 else w - a * (1 - w / b_min)
+        w = min(max(w, b_min), b_max)
+    return w
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+@pytest.mark.parametrize("ratio", [0.5, 0.96, 1.0, 1.5])
+def test_steep_soft_bounds_follow_aihwkit_rule_in_both_engines(ratio, kernels, monkeypatch):
+    """A step of `ratio` times the bound (up to 1 and beyond: aihwkit's ReRAM array presets) is not
+    limited: each pulse is clip(w + a (1 - w/b)); the fast engine (compiled or torch) applies the
+    same pulses in its order (half the ups, the downs, the other ups) and lands on the same weight."""
+    monkeypatch.setenv("ANALOG_TRAIN_KERNELS", kernels)
+    cfg = sb(dw_min=ratio)
+    n_up, n_dn = 5, 3
+    starts = torch.linspace(-0.9, 0.9, 7).view(1, 1, 7)
+    signs = [1.0] * (n_up // 2) + [-1.0] * n_dn + [1.0] * (n_up - n_up // 2)
+    expected = torch.tensor([_rule(float(w), ratio, 1.0, -1.0, signs) for w in starts.flatten()]).view(1, 1, 7)
+    for engine in ("fast", "exact"):
+        arr = DeviceArray(cfg, (1, 7), gen())
+        arr.set_weights(starts)
+        if engine == "fast":
+            arr.apply_counts(torch.full((1, 1, 7), float(n_up)), torch.full((1, 1, 7), float(n_dn)), gen(1))
+        else:
+            for s in signs:
+                arr.pulse_once(torch.full((1, 1, 7), s), gen(1))
+        torch.testing.assert_close(arr.weight, expected, rtol=1e-5, atol=1e-6, msg=f"{engine} engine")
