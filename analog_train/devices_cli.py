@@ -124,23 +124,49 @@ def plot(
 
 @devices_app.command()
 def fit(
-    data: Path = typer.Argument(..., help="CSV: device_id, pulse_index, direction (up/down or +1/-1), weight or conductance"),
-    family: str = typer.Option("soft_bounds", help="soft_bounds | linear_step | constant_step | pow_step | exp_step | piecewise_step"),
+    data: Path = typer.Argument(..., help="CSV: device_id, pulse_index, direction (up/down or +1/-1), weight or "
+                                "conductance; optional cycle (repeated measurements)"),
+    family: str = typer.Option("soft_bounds", help="soft_bounds | linear_step | constant_step | pow_step | exp_step | "
+                               "piecewise_step"),
     out: Optional[Path] = typer.Option(None, help="device YAML to write (default fitted/device/<data stem>.yaml)"),
     plot: Optional[Path] = typer.Option(None, help="data-vs-fit figure (.png/.pdf; its CSV is written beside it)"),
+    preset: Optional[str] = typer.Option(None, help="the preset whose algorithm settings the device takes (its "
+                                         "device_preset; default: the generic settings)"),
+    force: bool = typer.Option(False, "--force", help="write a fit that another family describes better"),
 ) -> None:
-    """Fit a device family to measured pulse-response data and write a device YAML."""
+    """Fit a device family to measured pulse-response data and write a device YAML.
+
+    Every family is fitted to compare them: the table of R^2 and residual RMS is printed, the
+    chosen family's goes into the YAML. A fit whose parameters are not a valid device is refused,
+    and so (unless --force) is one that another family describes clearly better.
+    """
+    import shlex
     import tempfile
 
-    from analog_train.devices.fit import FitDataError, config_yaml, fit as fit_data, load_pulse_data
+    from analog_train.config import device_presets
+    from analog_train.config.rules import show
+    from analog_train.devices.fit import FAMILIES, FitDataError, compare, config_yaml, load_pulse_data, verdict
 
+    if family not in FAMILIES:
+        _fail(FitDataError(f"--family {family}: must be one of {', '.join(FAMILIES)}"))
+    if preset is not None and preset not in device_presets():
+        _fail(FitDataError(f"--preset {preset}: must be one of {', '.join(device_presets())}"))
     try:
-        result = fit_data(load_pulse_data(data), family, data)
+        result, qualities = compare(load_pulse_data(data), family, data)
     except FitDataError as err:
         _fail(err)
+    typer.echo("fit quality of each family (R^2 against a constant step per device and direction):")
+    for name, quality in sorted(qualities.items(), key=lambda kv: kv[1].rms):
+        typer.echo(f"  {'*' if name == family else ' '} {name:<15} {quality}")
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    problem = verdict(result, qualities)
+    if problem and (not force or "degenerate" in problem):
+        _fail(FitDataError(problem + ("" if "degenerate" in problem else " (--force writes it anyway)")))
     n_dev = len(result.per_device)
-    source = f"fitted by analog-train devices fit from {data.name} ({family}, {n_dev} devices, {len(result.steps)} pulses)"
-    text = config_yaml(result.config, source)
+    source = (f"fitted by analog-train devices fit from {data.name} ({family}, {n_dev} devices, "
+              f"{int(result.steps['used'].sum())} steps; {result.quality})")
+    text = config_yaml(result, source, preset)
     with tempfile.TemporaryDirectory() as tmp:  # check that the YAML composes before writing anything
         probe = Path(tmp) / "probe.yaml"
         probe.write_text(text)
@@ -156,8 +182,11 @@ def fit(
         csv.parent.mkdir(parents=True, exist_ok=True)
         result.steps.to_csv(csv, index=False)
         written += [csv, *save_figure(plot_fit(csv), plot, (plot.suffix.lstrip(".") or "png",))]
-    typer.echo("\n".join(f"{k}: {v}" for k, v in result.config.items() if k != "family"))
+    typer.echo("\n".join(f"{k}: {show(v)}" for k, v in result.config.items() if k != "family"))
     typer.echo("wrote " + ", ".join(map(str, written)))
-    use = f"hydra.searchpath=[file://{out.parent.parent.resolve()}] device={out.stem}" if out.parent.name == "device" \
-        else f"copy it to a folder named device/ and run with hydra.searchpath=[file://<its parent>] device={out.stem}"
-    typer.echo(f"use it in a run: analog-train {use}")
+    if out.parent.name == "device":
+        use = shlex.join(["analog-train", f"hydra.searchpath=[file://{out.parent.parent.resolve()}]", f"device={out.stem}"])
+    else:
+        use = ("copy it into a folder named device/ and run: analog-train "
+               f"{shlex.quote('hydra.searchpath=[file://<its parent>]')} device={out.stem}")
+    typer.echo(f"use it in a run: {use}")

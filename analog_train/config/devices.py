@@ -35,6 +35,14 @@ def family(name: str) -> Callable[[type["DeviceConfig"]], type["DeviceConfig"]]:
 
 
 @dataclass
+class ConductanceMap:
+    """How measured conductances map to weights: ``conductance = offset + per_weight * weight``."""
+
+    offset: float = param(0.0, doc="conductance at weight 0 (the data's unit)")
+    per_weight: float = param(1.0, gt=0.0, doc="conductance per unit of weight")
+
+
+@dataclass
 class DeviceConfig:
     """Parameters every family uses (aihwkit ``PulsedDevice``) plus the reference read and one-sided cell."""
 
@@ -70,6 +78,8 @@ class DeviceConfig:
     refresh_upper_thres: float = param(0.75, gt=0.0, le=1.0, unit="w_max", doc="refresh when the larger device passes")
     refresh_lower_thres: float = param(0.25, gt=0.0, le=1.0, unit="w_max", doc="... and the smaller passes")
     refresh_every: int = param(1, ge=0, unit="optimizer steps", doc="between refresh checks (0: never)")
+    conductance: Optional[ConductanceMap] = param(None, null="weights only",
+                                                  doc="metadata from devices fit (not simulated)")
 
     def relations(self) -> Iterator[Relation]:
         """Rules between fields (checked after each field's own range)."""
