@@ -7,6 +7,7 @@ Everything a run produces goes to ``out_dir``: ``metrics.csv`` after every epoch
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import sys
@@ -30,6 +31,7 @@ from analog_train.nn.layers import AnalogLinear
 from analog_train.nn.models import build_model
 from analog_train.nn.optimizer import AnalogSGD
 from analog_train.runner.metrics import MetricsWriter, package_versions, write_summary
+from analog_train.runner.sanity import sanity_warnings
 
 
 def derived_seed(*parts: int) -> int:
@@ -253,5 +255,8 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
             "versions": package_versions(),
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
+        summary["warnings"] = sanity_warnings(model, summary, cfg, (test_x, test_y)) if status == "completed" else []
+        for warning in summary["warnings"]:
+            logging.getLogger(__name__).warning(warning)
         write_summary(out_dir, summary)
     return RunResult(status=status, summary=summary)
