@@ -8,30 +8,20 @@ chopped ones add their choppers and AGAD its ``tail_weightening``. Each is regis
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from analog_train.config.crossbar import IOConfig
-from analog_train.config.rules import ConfigError, Relation, build, param
+from analog_train.config.rules import Registry, Relation, param
 
-ALGORITHMS: dict[str, type["AlgoConfig"]] = {}
-
-
-def algorithm(name: str) -> Callable[[type["AlgoConfig"]], type["AlgoConfig"]]:
-    """Register an algorithm schema under ``algo.name=<name>``."""
-
-    def register(cls: type[AlgoConfig]) -> type[AlgoConfig]:
-        cls.NAME = name
-        ALGORITHMS[name] = cls
-        return cls
-
-    return register
+NAMES = Registry("name", lambda name: f"algo={name}")
+ALGORITHMS: dict[str, type["AlgoConfig"]] = NAMES.schemas
+algorithm = NAMES.register  # @algorithm("agad"): the schema of algo.name=agad
 
 
 @dataclass
 class AlgoConfig:
-    NAME = ""  # set by @algorithm
     ANALOG = True  # trains on analog arrays (device and io apply)
 
     name: str = param("", doc="the algorithm")
@@ -111,22 +101,13 @@ class AGADConfig(CTTv2Config):
     tail_weightening: float = param(5.0, ge=0.0, doc="beta = min(tail_weightening / N, 1)")
 
 
-ALGORITHM_HELP = "must be one of " + ", ".join(ALGORITHMS)
 TRANSFER_ALGORITHMS = tuple(n for n, c in ALGORITHMS.items() if issubclass(c, TransferConfig))
 ANALOG_ALGORITHMS = tuple(n for n, c in ALGORITHMS.items() if c.ANALOG)
 
 
-def algo_schema(values: Mapping[str, Any], prefix: str = "algo") -> type[AlgoConfig]:
-    name = values.get("name")
-    if name not in ALGORITHMS:
-        raise ConfigError(f"{prefix}.name={name}: {ALGORITHM_HELP}", f"{prefix}.name")
-    return ALGORITHMS[name]
-
-
 def build_algo(values: Mapping[str, Any], prefix: str = "algo") -> AlgoConfig:
     """A checked algorithm config of the algorithm ``values['name']`` (a key of another one is an error)."""
-    cls = algo_schema(values, prefix)
-    return build(cls, values, prefix, where=f"algo={cls.NAME}")
+    return NAMES.build(values, prefix)
 
 
 def make_algo(name: str, **values: Any) -> AlgoConfig:

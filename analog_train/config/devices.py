@@ -9,29 +9,20 @@ device, say). Weights are in normalised conductance units: the mean device spans
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from analog_train.config.rules import ConfigError, Relation, build, param
+from analog_train.config.rules import Registry, Relation, param
 
 W = "weight"  # unit: normalised conductance (the mean device spans about [-1, 1])
 REL = "relative"  # unit: a fraction of the mean value
 W_LIMIT = 1000.0  # |w_min|, |w_max|: far beyond any normalised device, short of overflow
 SPREAD = dict(ge=0.0, le=10.0, unit=REL)  # device-to-device spreads
 
-DEVICE_FAMILIES: dict[str, type["DeviceConfig"]] = {}
-
-
-def family(name: str) -> Callable[[type["DeviceConfig"]], type["DeviceConfig"]]:
-    """Register a device schema under ``device.family=<name>``."""
-
-    def register(cls: type[DeviceConfig]) -> type[DeviceConfig]:
-        cls.FAMILY = name
-        DEVICE_FAMILIES[name] = cls
-        return cls
-
-    return register
+FAMILIES = Registry("family", lambda name: f"the {name} family")
+DEVICE_FAMILIES: dict[str, type["DeviceConfig"]] = FAMILIES.schemas
+family = FAMILIES.register  # @family("soft_bounds"): the schema of device.family=soft_bounds
 
 
 @dataclass
@@ -45,8 +36,6 @@ class ConductanceMap:
 @dataclass
 class DeviceConfig:
     """Parameters every family uses (aihwkit ``PulsedDevice``) plus the reference read and one-sided cell."""
-
-    FAMILY = ""  # set by @family
 
     family: str = param("", doc="the update rule (SPEC 2)")
     source: str = param("", doc="where the parameters come from")
@@ -107,30 +96,31 @@ class DeviceConfig:
         return None
 
 
-def n_states_param() -> Any:
-    """``n_states``: the paper's parametrisation, for the families whose granularity is dw_min."""
-    return param(None, ge=1, null="use dw_min", unit="states", doc="paper parametrisation: dw_min = (w_max - w_min) / n_states")
-
-
-@family("constant_step")
 @dataclass
-class ConstantStepDevice(DeviceConfig):
-    """aihwkit ConstantStepDevice: ``w +/- a (1 + s xi)`` (noise is the same additive or multiplicative)."""
+class AffineDevice(DeviceConfig):
+    """The families whose step is affine in w and whose granularity is dw_min: they take the paper's ``n_states``."""
 
-    family: str = "constant_step"
-    n_states: Optional[int] = n_states_param()
+    n_states: Optional[int] = param(None, ge=1, null="use dw_min", unit="states",
+                                    doc="paper parametrisation: dw_min = (w_max - w_min) / n_states")
 
     def states(self) -> Optional[int]:
         return self.n_states
 
 
+@family("constant_step")
+@dataclass
+class ConstantStepDevice(AffineDevice):
+    """aihwkit ConstantStepDevice: ``w +/- a (1 + s xi)`` (noise is the same additive or multiplicative)."""
+
+    family: str = "constant_step"
+
+
 @family("linear_step")
 @dataclass
-class LinearStepDevice(DeviceConfig):
+class LinearStepDevice(AffineDevice):
     """aihwkit LinearStepDevice: step ``a + k w`` with ``k = -gamma a / R`` (R the mean or own bound)."""
 
     family: str = "linear_step"
-    n_states: Optional[int] = n_states_param()
     gamma_up: float = param(0.0, ge=-100.0, le=100.0, unit=REL, doc="step reduction toward w_max")
     gamma_down: float = param(0.0, ge=-100.0, le=100.0, unit=REL, doc="step reduction toward w_min")
     gamma_up_dtod: float = param(0.05, **SPREAD, doc="d2d spread of gamma_up")
@@ -139,23 +129,16 @@ class LinearStepDevice(DeviceConfig):
     mean_bound_reference: bool = param(True, doc="R = the mean bound (else each device's own)")
     mult_noise: bool = param(True, doc="noise s |step| (else s a)")
 
-    def states(self) -> Optional[int]:
-        return self.n_states
-
 
 @family("soft_bounds")
 @dataclass
-class SoftBoundsDevice(DeviceConfig):
+class SoftBoundsDevice(AffineDevice):
     """aihwkit SoftBounds(Reference)Device, paper Eq. 4: ``a_up (1 - w/b_max)``, ``a_dn (1 - w/b_min)``."""
 
     family: str = "soft_bounds"
-    n_states: Optional[int] = n_states_param()
     mult_noise: bool = param(False, doc="noise s |step| (else s a, inside the bracket: paper Eq. 4)")
     slope_up_dtod: float = param(0.0, **SPREAD, doc="d2d spread of the up slope (moves b_max)")
     slope_down_dtod: float = param(0.0, **SPREAD, doc="d2d spread of the down slope (moves b_min)")
-
-    def states(self) -> Optional[int]:
-        return self.n_states
 
 
 @family("pow_step")
@@ -220,21 +203,9 @@ class PiecewiseStepDevice(DeviceConfig):
             "the middle node must be > 0 (it sets the granularity, aihwkit dw_min * piecewise_up[n/2])"
 
 
-FAMILY_HELP = "must be one of " + ", ".join(DEVICE_FAMILIES)
-
-
-def device_schema(values: Mapping[str, Any], prefix: str = "device") -> type[DeviceConfig]:
-    """The schema that ``values['family']`` selects."""
-    name = values.get("family")
-    if name not in DEVICE_FAMILIES:
-        raise ConfigError(f"{prefix}.family={name}: {FAMILY_HELP}", f"{prefix}.family")
-    return DEVICE_FAMILIES[name]
-
-
 def build_device(values: Mapping[str, Any], prefix: str = "device") -> DeviceConfig:
     """A checked device config of the family that ``values`` names (a key of another family is an error)."""
-    cls = device_schema(values, prefix)
-    return build(cls, values, prefix, where=f"the {cls.FAMILY} family")
+    return FAMILIES.build(values, prefix)
 
 
 def make_device(family: str, **values: Any) -> DeviceConfig:

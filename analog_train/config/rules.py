@@ -16,7 +16,7 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Union
 
@@ -232,6 +232,35 @@ def expect(hint: Any, rule: Rule, plural: bool = False) -> str:
         return noun
     limits = rule.describe()
     return f"{noun} {limits}" if limits else noun
+
+
+class Registry:
+    """Schemas of one section selected by one of its keys (``device.family``, ``algo.name``), each
+    registered once with :meth:`register`; :meth:`build` checks a mapping with the schema it selects."""
+
+    def __init__(self, key: str, where: Callable[[str], str]) -> None:
+        self.key = key  # the selecting key
+        self.where = where  # name -> how the unknown-key message names the schema
+        self.schemas: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[type], type]:
+        def add(cls: type) -> type:
+            cls.SELECTOR = name
+            self.schemas[name] = cls
+            return cls
+
+        return add
+
+    def schema(self, values: Mapping[str, Any], prefix: str) -> type:
+        name = values.get(self.key)
+        if name not in self.schemas:
+            raise fail(f"{prefix}.{self.key}", name, "must be one of " + ", ".join(self.schemas))
+        return self.schemas[name]
+
+    def build(self, values: Mapping[str, Any], prefix: str) -> Any:
+        """A checked instance of the schema ``values[key]`` selects (a key of another schema is an error)."""
+        cls = self.schema(values, prefix)
+        return build(cls, values, prefix, where=self.where(cls.SELECTOR))
 
 
 # -- introspection for the docs, the device views and the fuzz test -------------------------------
