@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,9 +18,10 @@ import hydra
 import typer
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from analog_train.config import ConfigError, register_configs, validate
+from analog_train.config.compose import check_jobs
 from analog_train.devices_cli import devices_app
 
 EXIT_CONFIG_ERROR = 2
@@ -123,7 +125,7 @@ def plot(
 
 app.add_typer(devices_app, name="devices")
 
-SUBCOMMANDS = {"bench", "cost", "devices", "figures", "plot"}
+SUBCOMMANDS = frozenset(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -139,7 +141,7 @@ def run(cfg: DictConfig) -> Optional[str]:
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    if cfg.experiment.name != "train":  # a paper experiment (SPEC 7), not the train loop
+    if cfg.experiment is not None:  # a paper experiment (SPEC 7), not the train loop
         from analog_train.runner.experiment import run_experiment
 
         summary = run_experiment(cfg, out_dir)
@@ -166,10 +168,68 @@ def run(cfg: DictConfig) -> Optional[str]:
 
 def main() -> None:
     register_configs()
-    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
-        app(args=sys.argv[1:], prog_name="analog-train")
-    else:
-        run()
+    args = sys.argv[1:]
+    if args and args[0] in SUBCOMMANDS:
+        app(args=args, prog_name="analog-train")
+        return
+    try:
+        show_job = check_run_args(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    if show_job is not None:
+        print(OmegaConf.to_yaml(show_job), end="")
+        return
+    run()
+
+
+def check_run_args(args: list[str]) -> Optional[DictConfig]:
+    """Everything a Hydra run would reject, and every config error, before Hydra starts.
+
+    A bare word is a mistyped subcommand or an override without a value; otherwise every job of
+    the run or sweep is composed and checked, so Hydra's own errors (unknown option or key,
+    syntax) and invalid values all end as one line (ConfigError) instead of a traceback. Returns
+    the checked config that ``--cfg job`` shows (typed: every key of the device's family), else None.
+    ``--help`` lists the subcommands before Hydra's help.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    parsed, _ = get_args_parser().parse_known_args(args)
+    if parsed.help:
+        print(subcommand_help())
+        return None
+    if parsed.hydra_help or parsed.info or parsed.shell_completion or parsed.experimental_rerun \
+            or parsed.config_path or parsed.config_name or parsed.config_dir:
+        return None  # Hydra's own business (another config tree: the run itself checks it)
+    for word in parsed.overrides:
+        if "=" not in word and not word.startswith("~"):
+            raise ConfigError(bare_word(word))
+    jobs = check_jobs(parsed.overrides, multirun=parsed.multirun)
+    if parsed.cfg == "job" and not parsed.multirun:
+        return OmegaConf.select(jobs[0], parsed.package) if parsed.package else jobs[0]
+    return None
+
+
+def bare_word(word: str) -> str:
+    """The error for a word that is neither a subcommand nor ``key=value``."""
+    from analog_train.config import CONF_DIR
+
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    close = difflib.get_close_matches(word, sorted(SUBCOMMANDS), n=1)
+    if close:
+        return f"{word!r} is not a command; did you mean {close[0]!r}? (commands: {', '.join(sorted(SUBCOMMANDS))})"
+    if word in groups:
+        return f"{word} needs a value: {word}=<option> (options in analog_train/conf/{word}/)"
+    return (f"{word!r} is neither a command ({', '.join(sorted(SUBCOMMANDS))}) nor an override key=value "
+            "(e.g. algo=sgd train.lr=0.1)")
+
+
+def subcommand_help() -> str:
+    """The subcommands with the first line of their help, read from the typer app."""
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    lines = [f"  {name:<9} {(commands[name].help or '').strip().splitlines()[0]}" for name in sorted(commands)]
+    return ("analog-train [OVERRIDES...]      one training run (-m: a sweep); Hydra's help on the run config follows\n"
+            "analog-train COMMAND [ARGS...]   a subcommand (analog-train COMMAND --help):\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,19 +28,17 @@ def _fail(err: Exception) -> NoReturn:
 
 
 def _compose(name: str, overrides: list[str] | None = None):
-    """Composed and validated device node; one-line error and exit 2 on any problem."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from analog_train.config import ConfigError, validate_device
-    from analog_train.devices.presets import compose_device
+    """Composed and checked run config of a device (no algorithm presets); one-line error and exit 2."""
+    from analog_train.config import ConfigError
+    from analog_train.devices.presets import compose_device_run
 
     try:
-        cfg = compose_device(name, overrides or [])
-        validate_device(cfg)
-    except (ConfigError, HydraException, OmegaConfBaseException) as err:
+        return compose_device_run(name, overrides or [])
+    except ConfigError as err:
         _fail(err)
-    return cfg
+
+
+UNITS = {"granularity": "weight", "sp_std": "weight", "up_down": "rel.", "asym_w0": "rel.", "c2c": "rel."}
 
 
 @devices_app.command("list")
@@ -48,23 +46,34 @@ def list_(
     devices: int = typer.Option(1000, help="devices drawn per preset for the asymmetry and SP spread"),
     seed: int = typer.Option(0, help="construction seed of the drawn array"),
 ) -> None:
-    """Table of every preset: family, granularity, states, asymmetry, SP spread, c2c noise, source."""
+    """Table of every preset: family, granularity, states, asymmetry, SP spread, c2c noise, source.
+
+    The devices as their YAML describes them: algorithm presets (e.g. the SP subtraction of the
+    TT presets) are not applied. Below the table, the keys each listed family adds to the common ones.
+    """
     import pandas as pd
 
     from analog_train.devices.parameters import granularity, number_of_states, resolve
     from analog_train.devices.presets import list_presets, source_of
     from analog_train.devices.response import array_summary
+    from analog_train.devices.view import family_keys
 
     rows = []
     for name in list_presets():
-        cfg = resolve(_compose(name))
+        cfg = resolve(_compose(name).device)
         summary = array_summary(cfg, devices, seed)
         rows.append({"preset": name, "family": cfg.family, "granularity": granularity(cfg),
                      "n_states": number_of_states(cfg), "up_down": cfg.up_down,
                      "asym_w0": summary["asymmetry"], "sp_std": summary["sp_std"], "c2c": cfg.dw_min_std,
                      "source": cfg.source or source_of(name)})
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.float_format", "{:.4g}".format):
-        typer.echo(pd.DataFrame(rows).to_string(index=False))
+    table = pd.DataFrame(rows)
+    table.columns = pd.MultiIndex.from_tuples([(c, f"[{UNITS[c]}]" if c in UNITS else "") for c in table.columns])
+    with pd.option_context("display.width", 250, "display.max_colwidth", 60, "display.float_format", "{:.4g}".format):
+        typer.echo(table.to_string(index=False))
+    typer.echo("\nweight: normalised conductance (the mean device spans about [-1, 1]); rel.: relative to the step."
+               "\nKeys each family adds to the common ones (devices show NAME: every value, with units):")
+    for family in dict.fromkeys(r["family"] for r in rows):
+        typer.echo(f"  {family}: {', '.join(family_keys(family)) or '(none)'}")
 
 
 @devices_app.command()
@@ -72,14 +81,15 @@ def show(
     name: str = typer.Argument(..., help="preset name (see `devices list`) or path to a device YAML"),
     overrides: Optional[list[str]] = typer.Argument(None, help="overrides such as w_max=1.2 (device. optional)"),
 ) -> None:
-    """Print the resolved parameters of a preset as YAML, with its granularity and number of states."""
-    from omegaconf import OmegaConf
-
+    """Print the resolved parameters of a device as YAML (units and meaning as comments, the family's own
+    keys marked), with its granularity and number of states; algorithm presets are not applied."""
     from analog_train.devices.parameters import granularity, number_of_states
+    from analog_train.devices.view import device_yaml
 
     cfg = _compose(name, overrides)
-    typer.echo(OmegaConf.to_yaml(cfg), nl=False)
-    typer.echo(f"# granularity: {granularity(cfg):.6g}\n# number_of_states: {number_of_states(cfg):.6g}")
+    typer.echo(device_yaml(cfg.device, cfg.device_preset), nl=False)
+    typer.echo(f"# granularity: {granularity(cfg.device):.6g} [weight]\n"
+               f"# number_of_states: {number_of_states(cfg.device):.6g}")
 
 
 @devices_app.command()
@@ -98,7 +108,7 @@ def plot(
     from analog_train.devices.response import auto_pulses, pulse_response
     from analog_train.plots.device_response import plot_device_response, save_figure
 
-    cfgs = [(name, _compose(name)) for name in names]
+    cfgs = [(name, _compose(name).device) for name in names]
     frames = []
     for name, cfg in cfgs:
         n = pulses or auto_pulses(cfg)
@@ -114,23 +124,49 @@ def plot(
 
 @devices_app.command()
 def fit(
-    data: Path = typer.Argument(..., help="CSV: device_id, pulse_index, direction (up/down or +1/-1), weight or conductance"),
-    family: str = typer.Option("soft_bounds", help="soft_bounds | linear_step | constant_step | pow_step | exp_step | piecewise_step"),
+    data: Path = typer.Argument(..., help="CSV: device_id, pulse_index, direction (up/down or +1/-1), weight or "
+                                "conductance; optional cycle (repeated measurements)"),
+    family: str = typer.Option("soft_bounds", help="soft_bounds | linear_step | constant_step | pow_step | exp_step | "
+                               "piecewise_step"),
     out: Optional[Path] = typer.Option(None, help="device YAML to write (default fitted/device/<data stem>.yaml)"),
     plot: Optional[Path] = typer.Option(None, help="data-vs-fit figure (.png/.pdf; its CSV is written beside it)"),
+    preset: Optional[str] = typer.Option(None, help="the preset whose algorithm settings the device takes (its "
+                                         "device_preset; default: the generic settings)"),
+    force: bool = typer.Option(False, "--force", help="write a fit that another family describes better"),
 ) -> None:
-    """Fit a device family to measured pulse-response data and write a device YAML."""
+    """Fit a device family to measured pulse-response data and write a device YAML.
+
+    Every family is fitted to compare them: the table of R^2 and residual RMS is printed, the
+    chosen family's goes into the YAML. A fit whose parameters are not a valid device is refused,
+    and so (unless --force) is one that another family describes clearly better.
+    """
+    import shlex
     import tempfile
 
-    from analog_train.devices.fit import FitDataError, config_yaml, fit as fit_data, load_pulse_data
+    from analog_train.config import device_presets
+    from analog_train.config.rules import show
+    from analog_train.devices.fit import FAMILIES, FitDataError, compare, config_yaml, load_pulse_data, verdict
 
+    if family not in FAMILIES:
+        _fail(FitDataError(f"--family {family}: must be one of {', '.join(FAMILIES)}"))
+    if preset is not None and preset not in device_presets():
+        _fail(FitDataError(f"--preset {preset}: must be one of {', '.join(device_presets())}"))
     try:
-        result = fit_data(load_pulse_data(data), family, data)
+        result, qualities = compare(load_pulse_data(data), family, data)
     except FitDataError as err:
         _fail(err)
+    typer.echo("fit quality of each family (R^2 against a constant step per device and direction):")
+    for name, quality in sorted(qualities.items(), key=lambda kv: kv[1].rms):
+        typer.echo(f"  {'*' if name == family else ' '} {name:<15} {quality}")
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    problem = verdict(result, qualities)
+    if problem and (not force or "degenerate" in problem):
+        _fail(FitDataError(problem + ("" if "degenerate" in problem else " (--force writes it anyway)")))
     n_dev = len(result.per_device)
-    source = f"fitted by analog-train devices fit from {data.name} ({family}, {n_dev} devices, {len(result.steps)} pulses)"
-    text = config_yaml(result.config, source)
+    source = (f"fitted by analog-train devices fit from {data.name} ({family}, {n_dev} devices, "
+              f"{int(result.steps['used'].sum())} steps; {result.quality})")
+    text = config_yaml(result, source, preset)
     with tempfile.TemporaryDirectory() as tmp:  # check that the YAML composes before writing anything
         probe = Path(tmp) / "probe.yaml"
         probe.write_text(text)
@@ -146,8 +182,11 @@ def fit(
         csv.parent.mkdir(parents=True, exist_ok=True)
         result.steps.to_csv(csv, index=False)
         written += [csv, *save_figure(plot_fit(csv), plot, (plot.suffix.lstrip(".") or "png",))]
-    typer.echo("\n".join(f"{k}: {v}" for k, v in result.config.items() if k != "family"))
+    typer.echo("\n".join(f"{k}: {show(v)}" for k, v in result.config.items() if k != "family"))
     typer.echo("wrote " + ", ".join(map(str, written)))
-    use = f"hydra.searchpath=[file://{out.parent.parent.resolve()}] device={out.stem}" if out.parent.name == "device" \
-        else f"copy it to a folder named device/ and run with hydra.searchpath=[file://<its parent>] device={out.stem}"
-    typer.echo(f"use it in a run: analog-train {use}")
+    if out.parent.name == "device":
+        use = shlex.join(["analog-train", f"hydra.searchpath=[file://{out.parent.parent.resolve()}]", f"device={out.stem}"])
+    else:
+        use = ("copy it into a folder named device/ and run: analog-train "
+               f"{shlex.quote('hydra.searchpath=[file://<its parent>]')} device={out.stem}")
+    typer.echo(f"use it in a run: {use}")

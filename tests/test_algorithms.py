@@ -9,19 +9,20 @@ import pytest
 import torch
 
 from analog_train.algorithms import AGAD, ChoppedTTv2, TTv2, build_algorithm, transfer_kernel
-from analog_train.config import AlgoConfig, ConfigError, DeviceConfig, IOConfig, UpdateConfig, compose_config, validate
+from analog_train.config import ConfigError, IOConfig, UpdateConfig, compose_config, make_device, validate
+from configs import algo as make_algo
 from analog_train.crossbar.io import analog_mvm, read_columns
 
 PERFECT = IOConfig(is_perfect=True)
 # Noise-free, variation-free constant steps with far-away bounds: every pulse moves by exactly DW.
 DW = 0.01
-IDEAL = DeviceConfig(family="constant_step", dw_min=DW, dw_min_std=0.0, dw_min_dtod=0.0, up_down_dtod=0.0,
-                     w_max=10.0, w_min=-10.0, w_max_dtod=0.0, w_min_dtod=0.0)
+IDEAL = make_device("constant_step", dw_min=DW, dw_min_std=0.0, dw_min_dtod=0.0, up_down_dtod=0.0,
+                    w_max=10.0, w_min=-10.0, w_max_dtod=0.0, w_min_dtod=0.0)
 # With these settings every bit of a BL=2 train is set for |x|, |d| >= 1: exactly 2 pulses per
 # element and sample, down where sign(d x) > 0.
 DETERMINISTIC = UpdateConfig(desired_bl=2, update_bl_management=False, update_management=False)
-PAPER = DeviceConfig(family="soft_bounds", n_states=40, w_max=1.0, w_min=-1.0, dw_min_dtod=0.3,
-                     dw_min_dtod_log_normal=True, up_down_dtod=0.3, dw_min_std=0.3, subtract_symmetry_point=True)
+PAPER = make_device("soft_bounds", n_states=40, w_max=1.0, w_min=-1.0, dw_min_dtod=0.3,
+                    dw_min_dtod_log_normal=True, up_down_dtod=0.3, dw_min_std=0.3, subtract_symmetry_point=True)
 
 
 def gen(seed):
@@ -29,10 +30,10 @@ def gen(seed):
 
 
 def algo_cfg(name, **kw):
-    base = dict(name=name, auto_scale=False, fast_lr=2 * DW, auto_granularity=100.0, transfer_every=1,
-                transfer_io=PERFECT, in_chop_prob=0.0)
+    base = dict(auto_scale=False, fast_lr=2 * DW, auto_granularity=100.0, transfer_every=1,
+                transfer_forward=PERFECT, in_chop_prob=0.0)
     base.update(kw)
-    return AlgoConfig(**base)
+    return make_algo(name, **base)
 
 
 def build(name, shape=(3, 4), population=1, device=IDEAL, update=DETERMINISTIC, seed=0, **kw):
@@ -178,8 +179,8 @@ def test_each_algorithm_learns_a_linear_map_on_the_population_axis(name, kw, eng
     """Fig. 3/4 settings (eta_A = 1 fixed, gamma_0 = 200, n_s = 5, BL 5; lr 1 to be quick), 4 replicas, batch 10."""
     n, population, batch = 5, 4, 10
     samples = 1500 if engine == "fast" else 800
-    algo = AlgoConfig(name=name, auto_scale=False, fast_lr=1.0, auto_granularity=200.0, transfer_every=5,
-                      transfer_io=IOConfig(noise_management="none", bound_management="none"), **kw)
+    algo = make_algo(name, auto_scale=False, fast_lr=1.0, auto_granularity=200.0, transfer_every=5,
+                     transfer_forward=IOConfig(noise_management="none", bound_management="none"), **kw)
     alg = build_algorithm(algo, PAPER, (n, n), UpdateConfig(engine=engine, desired_bl=5), gen(0), gen(1),
                           population=population)
     alg.set_weights(torch.zeros(population, n, n))
@@ -217,11 +218,11 @@ def test_transfer_read_equals_one_hot_mvm_through_the_periphery(monkeypatch):
     """
     monkeypatch.setenv("ANALOG_TRAIN_KERNELS", "0")
     io = IOConfig(noise_management="none", bound_management="none")
-    alg = build("ttv2", shape=(5, 7), population=2, device=PAPER, transfer_io=io)
+    alg = build("ttv2", shape=(5, 7), population=2, device=PAPER, transfer_forward=io)
     alg.A.set_weights(0.3 * torch.randn(2, 5, 7, generator=gen(3)))
     cols = torch.tensor([2, 6, 0])
     alg.generator.manual_seed(11)
-    cheap = read_columns(alg.A.weight[:, :, cols], alg.cfg.transfer_io, alg.generator)
+    cheap = read_columns(alg.A.weight[:, :, cols], alg.cfg.transfer_forward, alg.generator)
     one_hot = torch.zeros(2, 3, 7)
     one_hot[:, torch.arange(3), cols] = 1.0
     full = analog_mvm(alg.A.weight, one_hot, io, gen(11), bound_management=False).transpose(1, 2)
@@ -247,7 +248,7 @@ def test_schedule_is_the_per_sample_transfer_rule(samples, events, batch, every)
 
 
 def test_large_layers_read_one_column_per_input_tile():
-    alg = build("ttv2", shape=(2, 10), transfer_io=replace(PERFECT, max_input_size=4))  # tiles 4 + 3 + 3
+    alg = build("ttv2", shape=(2, 10), transfer_forward=replace(PERFECT, max_input_size=4))  # tiles 4 + 3 + 3
     x, d = ones_sample(alg)
     alg.update(x.expand(-1, 4, -1), d.expand(-1, 4, -1), 0.1)
     assert alg.last_reads.col.tolist() == [0, 4, 7, 1, 5, 8, 2, 6, 9, 3, 4, 7]
@@ -273,7 +274,7 @@ def test_algo_device_presets_are_picked_and_overridable():
     ("algo.auto_granularity=0", "algo.auto_granularity"),
     ("algo.tail_weightening=-1", "algo.tail_weightening"),
     ("algo.out_chop_prob=2", "algo.out_chop_prob"),
-    ("algo.transfer_io.inp_noise=0.1", "algo.transfer_io.inp_noise"),
+    ("algo.transfer_forward.inp_noise=0.1", "algo.transfer_forward.inp_noise"),
     ("+algo.device_c.w_maxx=0", "algo.device_c.w_maxx"),
 ])
 def test_bad_algo_values_name_the_key(override, key):

@@ -18,7 +18,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from analog_train.config import DataConfig
+from configs import data as DataConfig
 from analog_train.data import CharVocab, DataError, Dataset, load_dataset, load_text
 from analog_train.data import datasets, store
 from analog_train.data.idx import parse_idx

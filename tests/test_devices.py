@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from analog_train.config import DeviceConfig
+from configs import device
 from analog_train.devices.array import DeviceArray
 from analog_train.devices.parameters import granularity, number_of_states
 
@@ -20,11 +20,11 @@ def sb(**kw):
     base = dict(family="soft_bounds", w_max=1.0, w_min=-1.0, dw_min=0.02, dw_min_std=0.0, dw_min_dtod=0.0,
                 up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
     base.update(kw)
-    return DeviceConfig(**base)
+    return device(**base)
 
 
 def test_n_states_sets_dw_min():
-    cfg = DeviceConfig(n_states=40, w_max=1.0, w_min=-1.0)
+    cfg = device(n_states=40, w_max=1.0, w_min=-1.0)
     assert granularity(cfg) == pytest.approx(0.05)
     assert number_of_states(cfg) == pytest.approx(40)
 
@@ -86,7 +86,7 @@ def test_d2d_statistics():
 
 
 def test_same_construction_seed_same_devices():
-    cfg = DeviceConfig(n_states=40)
+    cfg = device(n_states=40)
     a, b = DeviceArray(cfg, SHAPE, gen(7)), DeviceArray(cfg, SHAPE, gen(7))
     c = DeviceArray(cfg, SHAPE, gen(8))
     for k in a.params:
@@ -126,7 +126,7 @@ def test_n_pulses_closed_form_matches_pulse_by_pulse(family, mult):
 
 
 def test_population_replicas_get_their_own_config():
-    cfgs = [DeviceConfig(n_states=n) for n in (10, 20, 40)]
+    cfgs = [device(n_states=n) for n in (10, 20, 40)]
     arr = DeviceArray(cfgs, SHAPE, gen(), population=3)
     torch.testing.assert_close(arr.eps, torch.tensor([0.12, 0.06, 0.03]))
     assert arr.weight.shape == (3, *SHAPE)
@@ -151,3 +151,34 @@ def test_reset_draws_reset_bias_plus_noise_where_masked():
 def test_one_sided_config_needs_make_array():
     with pytest.raises(ValueError, match="make_array"):
         DeviceArray(sb(one_sided=True, w_min=0.0), SHAPE, gen())
+
+
+def _rule(w, a, b_max, b_min, signs):
+    """aihwkit SoftBounds, noise-free, as written: w <- clip(w + a (1 - w/b_max)) up, w - a (1 - w/b_min) down."""
+    for s in signs:
+        w = w + a * (1 - w / b_max) if s > 0 else w - a * (1 - w / b_min)
+        w = min(max(w, b_min), b_max)
+    return w
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+@pytest.mark.parametrize("ratio", [0.5, 0.96, 1.0, 1.5])
+def test_steep_soft_bounds_follow_aihwkit_rule_in_both_engines(ratio, kernels, monkeypatch):
+    """A step of `ratio` times the bound (up to 1 and beyond: aihwkit's ReRAM array presets) is not
+    limited: each pulse is clip(w + a (1 - w/b)); the fast engine (compiled or torch) applies the
+    same pulses in its order (half the ups, the downs, the other ups) and lands on the same weight."""
+    monkeypatch.setenv("ANALOG_TRAIN_KERNELS", kernels)
+    cfg = sb(dw_min=ratio)
+    n_up, n_dn = 5, 3
+    starts = torch.linspace(-0.9, 0.9, 7).view(1, 1, 7)
+    signs = [1.0] * (n_up // 2) + [-1.0] * n_dn + [1.0] * (n_up - n_up // 2)
+    expected = torch.tensor([_rule(float(w), ratio, 1.0, -1.0, signs) for w in starts.flatten()]).view(1, 1, 7)
+    for engine in ("fast", "exact"):
+        arr = DeviceArray(cfg, (1, 7), gen())
+        arr.set_weights(starts)
+        if engine == "fast":
+            arr.apply_counts(torch.full((1, 1, 7), float(n_up)), torch.full((1, 1, 7), float(n_dn)), gen(1))
+        else:
+            for s in signs:
+                arr.pulse_once(torch.full((1, 1, 7), s), gen(1))
+        torch.testing.assert_close(arr.weight, expected, rtol=1e-5, atol=1e-6, msg=f"{engine} engine")

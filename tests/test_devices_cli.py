@@ -12,9 +12,6 @@ from analog_train.devices.presets import PRESET_DIR, list_presets
 
 PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 LINEAR = """# source: a test device with an interior SP
-defaults:
-  - device_schema
-  - _self_
 family: linear_step
 n_states: 40
 w_max: 1.0
@@ -29,17 +26,33 @@ def invoke(*args):
     return CliRunner().invoke(app, ["devices", *map(str, args)])
 
 
-def test_list_has_every_preset_with_its_numbers():
+def test_list_has_every_preset_with_its_numbers_and_units():
     res = invoke("list", "--devices", "200")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     header = lines[0].split()
     assert header[:8] == ["preset", "family", "granularity", "n_states", "up_down", "asym_w0", "sp_std", "c2c"]
-    rows = {ln.split()[0]: ln.split() for ln in lines[1:]}
+    assert lines[1].split()[:2] == ["[weight]", "[rel.]"]  # units under the header
+    table = lines[2:lines.index("")]
+    rows = {ln.split()[0]: ln.split() for ln in table}
     assert sorted(rows) == PRESETS == list_presets()
     sb = rows["softbounds"]
     assert sb[1] == "soft_bounds" and float(sb[2]) == pytest.approx(0.05) and float(sb[3]) == pytest.approx(40)
     assert float(sb[7]) == pytest.approx(0.3) and "Rasch" in " ".join(sb[8:])
+    assert "  soft_bounds: n_states, mult_noise, slope_up_dtod, slope_down_dtod" in lines  # the family's own keys
+
+
+def test_list_shows_the_device_not_its_algorithm_presets():
+    """reram's row is the bare preset: the SP subtraction of its TT presets does not zero its SP spread."""
+    from analog_train.config import compose_config
+    from analog_train.devices.parameters import resolve
+    from analog_train.devices.response import array_summary
+
+    res = invoke("list", "--devices", "200")
+    row = next(ln.split() for ln in res.output.splitlines() if ln.split()[:1] == ["reram"])
+    bare = array_summary(resolve(compose_config(["algo=sgd", "device=reram"]).device), 200, 0)
+    assert float(row[5]) == pytest.approx(bare["asymmetry"], rel=1e-3)
+    assert float(row[6]) == pytest.approx(bare["sp_std"], rel=1e-3) and bare["sp_std"] > 0.005
 
 
 def test_show_resolves_overrides_and_files(tmp_path):

@@ -25,11 +25,11 @@ def test_experiment_configs_compose_and_validate(name):
     cfg = compose_config([f"experiment={name}"])
     validate(cfg)
     # A training experiment (fc_mnist) is a set of overrides of the ordinary train loop.
-    assert cfg.experiment.name == ("train" if name == "fc_mnist" else name)
+    assert (cfg.experiment is None) if name == "fc_mnist" else cfg.experiment.name == name
 
 
 def test_default_is_the_train_loop_and_paper_scale_merges():
-    assert compose_config().experiment.name == "train"
+    assert compose_config().experiment is None  # a plain run has no experiment settings
     reduced = experiment_settings(compose_config(["experiment=weight_programming"]))
     paper = experiment_settings(compose_config(["experiment=weight_programming", "experiment.scale=paper"]))
     assert paper.samples > reduced.samples

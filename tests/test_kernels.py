@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from analog_train.config import DeviceConfig, UpdateConfig
+from analog_train.config import UpdateConfig
+from configs import device
 from analog_train.crossbar.pulsed_update import PulseMasks, pulse_masks, pulse_probabilities, pulse_trains
 from analog_train.devices import kernels
 from analog_train.devices.array import DeviceArray
@@ -25,7 +26,7 @@ def dev(family="soft_bounds", **kw):
     base = dict(family=family, w_max=1.0, w_min=-1.0, dw_min=0.02, dw_min_std=0.3, dw_min_dtod=0.3,
                 up_down_dtod=0.05, w_max_dtod=0.2, w_min_dtod=0.2, gamma_up=0.3, gamma_down=0.5)
     base.update(kw)
-    return DeviceConfig(**base)
+    return device(**base)
 
 
 def torch_array(monkeypatch, cfg, shape, seed=3):

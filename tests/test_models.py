@@ -8,18 +8,19 @@ import torch
 import torch.nn.functional as F
 
 from analog_train.algorithms import build_algorithm
-from analog_train.config import AlgoConfig, ConfigError, DeviceConfig, IOConfig, UpdateConfig, compose_config, validate
+from analog_train.config import ConfigError, IOConfig, UpdateConfig, compose_config, make_algo, make_device
 from analog_train.nn.layers import AnalogConv2d, AnalogLayer, AnalogLinear, analog_layers
 from analog_train.nn.lstm import LSTMLayer
-from analog_train.nn.models import MODELS, DataSpec
+from analog_train.config import MODELS
+from analog_train.nn.models import DataSpec
 from analog_train.nn.optimizer import AnalogSGD
 from analog_train.nn.tiles import AnalogLayers, DigitalLayers
 from analog_train.runner.train import build_network
 
 PERFECT = IOConfig(is_perfect=True)
-IDEAL = DeviceConfig(family="constant_step", dw_min=0.001, dw_min_std=0.0, dw_min_dtod=0.0, up_down_dtod=0.0,
+IDEAL = make_device("constant_step", dw_min=0.001, dw_min_std=0.0, dw_min_dtod=0.0, up_down_dtod=0.0,
                      w_max=10.0, w_min=-10.0, w_max_dtod=0.0, w_min_dtod=0.0)
-SGD = AlgoConfig(name="sgd")
+SGD = make_algo("sgd")
 UPDATE = UpdateConfig()
 
 
@@ -145,16 +146,16 @@ def test_model_sizes(name, spec, params):
 DATA = {"mnist": "image", "fashion_mnist": "image", "digits": "image", "war_and_peace": "text"}
 
 
-@pytest.mark.parametrize("model,data", list(itertools.product(MODELS, DATA)))
+@pytest.mark.parametrize("model,data", list(itertools.product(MODELS.schemas, DATA)))
 def test_every_model_and_data_pair_composes_or_is_refused_in_one_line(model, data):
     for algo in ("fp", "sgd", "ttv2", "cttv2", "agad"):
-        cfg = compose_config([f"model={model}", f"data={data}", f"algo={algo}", "device=softbounds"])
-        fits = MODELS[model].data_kind == DATA[data] and not (model == "lenet5" and data == "digits")
+        overrides = [f"model={model}", f"data={data}", f"algo={algo}", "device=softbounds"]
+        fits = MODELS.schemas[model].DATA_KIND == DATA[data] and not (model == "lenet5" and data == "digits")
         if fits:
-            validate(cfg)
+            compose_config(overrides)
         else:
             with pytest.raises(ConfigError) as err:
-                validate(cfg)
+                compose_config(overrides)
             assert "\n" not in str(err.value) and str(err.value).startswith("model.")
 
 

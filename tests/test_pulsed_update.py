@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from analog_train.config import DeviceConfig, UpdateConfig
+from analog_train.config import UpdateConfig, make_device
 from analog_train.crossbar.pulsed_update import pulse_trains, pulsed_update
 from analog_train.devices.array import DeviceArray
 
@@ -32,8 +32,8 @@ def test_expected_counts_and_row_correlation():
 
 
 def test_direction_and_no_update_for_zero_inputs():
-    arr = DeviceArray(DeviceConfig(family="constant_step", dw_min=0.01, dw_min_std=0.0, dw_min_dtod=0.0,
-                                   up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0), (2, 2), gen())
+    arr = DeviceArray(make_device("constant_step", dw_min=0.01, dw_min_std=0.0, dw_min_dtod=0.0,
+                                  up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0), (2, 2), gen())
     x = torch.tensor([[[1.0, -1.0]]])
     d = torch.tensor([[[1.0, 0.0]]])
     pulsed_update(arr, x, d, 0.05, UpdateConfig(), gen())
@@ -47,7 +47,7 @@ def test_direction_and_no_update_for_zero_inputs():
 
 def test_fast_and_exact_engines_agree_statistically():
     """Per-element mean and std of dW over repeats agree between engines within statistical tolerance."""
-    cfg = DeviceConfig(family="soft_bounds", n_states=100, w_max=1.0, w_min=-1.0, dw_min_std=0.3)
+    cfg = make_device("soft_bounds", n_states=100, w_max=1.0, w_min=-1.0, dw_min_std=0.3)
     reps, shape = 1500, (3, 4)
     x = torch.randn(1, 5, 4, generator=gen(1))
     d = torch.randn(1, 5, 3, generator=gen(2)) * 0.5

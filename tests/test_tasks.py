@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from analog_train.config import TextDataConfig
+from analog_train.config import WarAndPeaceData
 from analog_train.data import CharVocab, TextCorpus, load_corpus
 from analog_train.runner.tasks import NextCharacter
 
@@ -67,7 +67,7 @@ def test_text_metrics_of_a_uniform_model():
 
 def test_war_and_peace_split_and_vocabulary():
     real_folder("war-and-peace", ["warpeace_input.txt"])
-    cfg = OmegaConf.structured(TextDataConfig())
+    cfg = OmegaConf.structured(WarAndPeaceData())
     c = load_corpus(cfg)
     assert len(c.train) + len(c.test) == 3265463 and len(c.test) == pytest.approx(326546, abs=1)
     assert len(c.vocab) == 84 and c.vocab.rare  # 83 training characters + the rare symbol

@@ -16,12 +16,13 @@ import torch
 from analog_train.algorithms import build_algorithm, transfer_kernel
 from analog_train.algorithms.transfer import Reads
 from analog_train.algorithms.transfer_kernel import TransferBuffers, TransferReads
-from analog_train.config import AlgoConfig, DeviceConfig, IOConfig, UpdateConfig
+from analog_train.config import IOConfig, UpdateConfig, make_device
+from configs import algo as make_algo
 
 PERFECT = IOConfig(is_perfect=True)
 DW = 0.01
-IDEAL = DeviceConfig(family="constant_step", dw_min=DW, dw_min_std=0.0, dw_min_dtod=0.0, up_down_dtod=0.0,
-                     w_max=10.0, w_min=-10.0, w_max_dtod=0.0, w_min_dtod=0.0)
+IDEAL = make_device("constant_step", dw_min=DW, dw_min_std=0.0, dw_min_dtod=0.0, up_down_dtod=0.0,
+                    w_max=10.0, w_min=-10.0, w_max_dtod=0.0, w_min_dtod=0.0)
 DETERMINISTIC = UpdateConfig(desired_bl=2, update_bl_management=False, update_management=False)
 
 
@@ -30,10 +31,10 @@ def gen(seed):
 
 
 def build(name, shape, population, **kw):
-    base = dict(name=name, auto_scale=False, fast_lr=2 * DW, auto_granularity=100.0, transfer_every=1,
-                transfer_io=PERFECT, in_chop_prob=0.5, transfer_desired_bl=3)
+    base = dict(auto_scale=False, fast_lr=2 * DW, auto_granularity=100.0, transfer_every=1,
+                transfer_forward=PERFECT, in_chop_prob=0.5, transfer_desired_bl=3)
     base.update(kw)
-    alg = build_algorithm(AlgoConfig(**base), IDEAL, shape, DETERMINISTIC, gen(0), gen(1), population=population)
+    alg = build_algorithm(make_algo(name, **base), IDEAL, shape, DETERMINISTIC, gen(0), gen(1), population=population)
     alg.set_weights(torch.zeros(population, *shape))
     return alg
 
@@ -162,8 +163,8 @@ def test_kept_read_weight_follows_the_compiled_c_writes(write_noise):
     """The forward pass reads C's kept visible weight, which the fused kernel brings up to date where it
     writes C: after every step it equals C's weight computed afresh, bit for bit; other changes drop it."""
     shape, n_p = (5, 6), 2
-    algo = AlgoConfig(name="agad", auto_scale=False, fast_lr=2 * DW, auto_granularity=100.0, transfer_every=1,
-                      transfer_io=PERFECT, in_chop_prob=0.5, transfer_desired_bl=3)
+    algo = make_algo("agad", auto_scale=False, fast_lr=2 * DW, auto_granularity=100.0, transfer_every=1,
+                     transfer_forward=PERFECT, in_chop_prob=0.5, transfer_desired_bl=3)
     device = replace(IDEAL, write_noise_std=write_noise)
     alg = build_algorithm(algo, device, shape, DETERMINISTIC, gen(0), gen(1), population=n_p)
     alg.set_weights(torch.zeros(n_p, *shape))
@@ -206,7 +207,7 @@ def test_compiled_auto_scale_equals_the_torch_rule(monkeypatch):
 def test_compiled_choppers_equal_the_torch_choppers():
     """Per-sample chopper signs, the signs at each read and the choppers after the batch, with flips."""
     n_p, shape, batch = 3, (6, 10), 6
-    alg = build("cttv2", shape, n_p, transfer_every=2, transfer_io=IOConfig(is_perfect=True, max_input_size=4))
+    alg = build("cttv2", shape, n_p, transfer_every=2, transfer_forward=IOConfig(is_perfect=True, max_input_size=4))
     alg.c_in.copy_(torch.where(torch.rand(alg.c_in.shape, generator=gen(1)) < 0.5, -1.0, 1.0))
     alg.c_out.copy_(torch.where(torch.rand(alg.c_out.shape, generator=gen(2)) < 0.5, -1.0, 1.0))
     reads = alg._schedule(batch)  # 3 events x 3 tiles (4 + 3 + 3 columns), sorted by sample
@@ -230,9 +231,9 @@ def test_compiled_choppers_equal_the_torch_choppers():
 MEMORY_PROBE = """
 import sys, torch
 from analog_train.algorithms import build_algorithm, transfer_kernel
-from analog_train.config import AlgoConfig, DeviceConfig, UpdateConfig
+from analog_train.config import UpdateConfig, make_algo, make_device
 torch.set_num_threads(1)
-alg = build_algorithm(AlgoConfig(name="agad", in_chop_prob=0.1), DeviceConfig(n_states=20), (64, 32), UpdateConfig(),
+alg = build_algorithm(make_algo("agad", in_chop_prob=0.1), make_device("soft_bounds", n_states=20), (64, 32), UpdateConfig(),
                       torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
 g = torch.Generator().manual_seed(2)
 alg.update(torch.randn(1, 64, 32, generator=g), torch.randn(1, 64, 64, generator=g) * 0.1, 0.1)  # compile / load

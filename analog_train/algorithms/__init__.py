@@ -14,7 +14,7 @@ from analog_train.algorithms.cttv2 import ChoppedTTv2
 from analog_train.algorithms.sgd import InMemorySGD
 from analog_train.algorithms.transfer import TransferCompound
 from analog_train.algorithms.ttv2 import TTv2
-from analog_train.config import ConfigError, to_object, validate_algo_device
+from analog_train.config import check_algo_arrays, to_object
 from analog_train.devices.onesided import make_array
 
 TRANSFER: dict[str, type[TransferCompound]] = {"ttv2": TTv2, "cttv2": ChoppedTTv2, "agad": AGAD}
@@ -50,12 +50,8 @@ def build_algorithm(
                                              else [weight_devices] * population)]
         overrides = dict(getattr(algo, "device_c", None) or {})
         c_cfgs = [replace(c, **overrides) for c in c_cfgs] if overrides else c_cfgs
-        for cfg in a_cfgs:
-            validate_algo_device(algo, cfg)
-        for cfg in c_cfgs:
-            if cfg.one_sided:
-                raise ConfigError(f"algo.name={algo.name}: a one-sided weight array C is not supported "
-                                  "(use a bidirectional device for C)")
+        for a_cfg, c_cfg in zip(a_cfgs, c_cfgs):
+            check_algo_arrays(algo.name, a_cfg, c_cfg)
         return TRANSFER[algo.name](algo, a_cfgs, c_cfgs, shape, update, construction_generator, run_generator,
                                    population=population, device=device)
     raise ValueError(f"algo.name={algo.name}: no analog algorithm of that name (analog: sgd, {', '.join(TRANSFER)})")

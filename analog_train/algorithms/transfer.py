@@ -27,7 +27,7 @@ Per-sample semantics, vectorised per mini-batch (aihwkit's GPU "chopped weight o
 * The batch goes in chunks of :data:`.transfer_kernel.CHUNK_SAMPLES` samples, so that the pulse
   trains and reads held at once do not grow with the batch.
 
-Large layers are split into input tiles of at most ``transfer_io.max_input_size`` columns, as
+Large layers are split into input tiles of at most ``transfer_forward.max_input_size`` columns, as
 aihwkit splits them into separate compounds: each tile has its own column pointer, and a
 transfer event reads one column of every tile. Output choppers are one vector per layer and flip
 (with probability ``out_chop_prob`` per element) when the first tile completes a pass.
@@ -146,7 +146,7 @@ class TransferCompound(AnalogAlgorithm):
         self.H = torch.zeros(self.A.shape, dtype=dt, device=dev)
         self.c_in = torch.ones((n_p, n_in), dtype=dt, device=dev)
         self.c_out = torch.ones((n_p, n_out), dtype=dt, device=dev)
-        sizes = split_sizes(n_in, algo.transfer_io.max_input_size)
+        sizes = split_sizes(n_in, algo.transfer_forward.max_input_size)
         self._tile_sizes = np.array(sizes, dtype=np.int64)  # input tiles: sizes and first columns
         self._tile_starts = np.cumsum(self._tile_sizes) - self._tile_sizes
         self.samples = 0  # samples seen (aihwkit's mat-vec counter)
@@ -159,7 +159,7 @@ class TransferCompound(AnalogAlgorithm):
         self._kernels = self.H.device.type == "cpu" and kernels.enabled()
         self._compiled = (self._kernels and update_cfg.engine != "exact" and self.A.kernel_ready
                           and self.C.kernel_ready)
-        self._column_read = ColumnRead.of(algo.transfer_io)
+        self._column_read = ColumnRead.of(algo.transfer_forward)
         self._numpy_views = kernels.NumpyViews()  # of the state the compiled transfer takes
         self._update_settings = kernels.UpdateSettings.of(update_cfg)
         self.last_reads: Reads | None = None  # for traces: the reads of the last update ...
@@ -250,7 +250,7 @@ class TransferCompound(AnalogAlgorithm):
         raw = self._update_fast_array(x, d, self.eta_a.view(-1, 1), reads)
         if not len(reads):
             return raw
-        v = read_columns(raw, self.cfg.transfer_io, self.generator)
+        v = read_columns(raw, self.cfg.transfer_forward, self.generator)
         self._transfer(v, reads, sign_in, sign_out, flips_in, lr)
         return v
 
@@ -318,9 +318,9 @@ class TransferCompound(AnalogAlgorithm):
 
     def _out_chopper_flips(self, reads: Reads) -> Tensor | None:
         """Per read and output, whether ``c_out`` flips after it, ``(P, R, out)``; None if never."""
-        p = self.cfg.out_chop_prob
-        if not self.choppers or p <= 0 or not bool(reads.pass_end.any()):
+        if not self.choppers or self.cfg.out_chop_prob <= 0 or not bool(reads.pass_end.any()):
             return None
+        p = self.cfg.out_chop_prob
         n_p, n_out = self.c_out.shape
         draw = torch.rand((n_p, len(reads), n_out), generator=self.generator, device=self.c_out.device) < p
         return draw & reads.pass_end.view(1, -1, 1)

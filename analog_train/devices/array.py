@@ -17,7 +17,7 @@ from torch import Tensor
 
 from analog_train.devices import kernels
 from analog_train.devices.families import DeviceFamily, flat_nonzero, get_family
-from analog_train.devices.parameters import draw_common, granularity, resolve_replicas
+from analog_train.devices.parameters import draw_common, granularity, multiplicative_noise, resolve_replicas
 
 
 # Below this fraction of touched devices the fast engine gathers them and works on a short vector.
@@ -56,7 +56,7 @@ class DeviceArray:
     ) -> None:
         self.cfgs = resolve_replicas(cfgs, population)
         families = {c.family for c in self.cfgs}
-        mult = {c.mult_noise for c in self.cfgs}
+        mult = {multiplicative_noise(c) for c in self.cfgs}
         if len(families) != 1 or len(mult) != 1:
             raise ValueError("all replicas of one array must share device.family and device.mult_noise")
         if any(c.one_sided for c in self.cfgs):

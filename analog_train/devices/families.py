@@ -24,9 +24,11 @@ from torch import Tensor
 Params = dict[str, Tensor]
 
 MAX_SUBSTEPS = 8
-
-
-Q_MIN = 0.05
+# Affine devices whose pulse map g -> q g + c has q below this (a step of more than 95 % of the way
+# to where the step vanishes; soft bounds: dw/bound > 0.95) are pulsed one pulse at a time by the
+# fast engine too: the closed form assumes no clip between pulses, and for q <= 0 a single pulse
+# overshoots that point and is clipped. Same rule as kernels.STEEP_Q.
+STEEP_Q = 0.05
 
 
 def flat_nonzero(mask: Tensor) -> Tensor:
@@ -164,22 +166,25 @@ class AffineFamily(DeviceFamily):
     step. The noise of pulse k is propagated by ``q^(n-1-k)``: exact variance
     ``(s a)^2 sum q^2j = (s a)^2 S (1 + q^n)/(1 + q)`` for additive noise, first-order variance
     ``n (s Delta)^2 q^(2n-2)`` for multiplicative noise. ``log q`` and ``1/(q-1)`` are drawn with the
-    device, so n pulses cost one ``expm1``. A slope that would overshoot the bound in a single
-    pulse is limited to ``q >= Q_MIN``; the clip then lands such a device on its bound in both
-    engines alike.
+    device, so n pulses cost one ``expm1``. Steep devices (``q < STEEP_Q`` either way, e.g. soft
+    bounds with a step up to or beyond its bound, as in aihwkit's ReRAM array presets) keep their
+    slopes as drawn and are pulsed one pulse at a time (:meth:`single_pulses`), so both engines
+    apply aihwkit's rule (step, then clip) to them as written.
     """
 
     affine = True
     pulse_keys = DeviceFamily.pulse_keys + (
         "s_up", "s_dn", "log_q_up", "log_q_dn", "inv_qm1_up", "inv_qm1_dn", "flat_up", "flat_dn", "va_up", "va_dn",
+        "steep",
     )
 
     def draw(self, cfg: Any, p: Params, shape: tuple[int, ...], gen: torch.Generator) -> None:
         s_up, s_dn = self.slopes(cfg, p, shape, gen)
-        s_up = torch.clamp(s_up, min=Q_MIN - 1.0)
-        s_dn = torch.clamp(s_dn, max=1.0 - Q_MIN)
         p["s_up"], p["s_dn"] = s_up, s_dn
+        steep = (s_up < STEEP_Q - 1.0) | (-s_dn < STEEP_Q - 1.0)
+        p["steep"] = steep.to(s_up.dtype)
         for key, qm1 in (("up", s_up), ("dn", -s_dn)):
+            qm1 = torch.where(steep, torch.zeros_like(qm1), qm1)  # closed-form factors: unused for steep devices
             flat = qm1 == 0
             p[f"log_q_{key}"] = torch.log1p(qm1)
             p[f"inv_qm1_{key}"] = torch.where(flat, torch.zeros_like(qm1), 1.0 / torch.where(flat, torch.ones_like(qm1), qm1))
@@ -208,8 +213,21 @@ class AffineFamily(DeviceFamily):
         else:
             std = e.add(2.0).mul_(total).mul_(p["va_" + key]).sqrt_()  # va T (1 + q^n), as in counts
         noise = torch.randn(g.shape, generator=gen, dtype=g.dtype, device=g.device)
-        out = torch.addcmul(g, total, f, value=1.0 if up else -1.0).addcmul_(std, noise)
-        return out.clamp_(min=p["bmin"], max=p["bmax"])
+        out = torch.addcmul(g, total, f, value=1.0 if up else -1.0).addcmul_(std, noise).clamp_(min=p["bmin"], max=p["bmax"])
+        steep = flat_nonzero(p["steep"].reshape(-1) > 0)
+        if steep.numel():
+            ps = {k: v.reshape(-1).index_select(0, steep) for k, v in p.items()}
+            gs = self.single_pulses(g.reshape(-1).index_select(0, steep), ps, n.reshape(-1).index_select(0, steep), up,
+                                    mult_noise, gen)
+            out.view(-1).index_copy_(0, steep, gs)
+        return out
+
+    def single_pulses(self, g: Tensor, p: Params, n: Tensor, up: bool, mult_noise: bool, gen: torch.Generator) -> Tensor:
+        """``n`` (per element) pulses of one direction, one at a time with their own noise and clip."""
+        sign = 1.0 if up else -1.0
+        for k in range(int(n.max().item()) if n.numel() else 0):
+            g = self.pulse(g, p, torch.where(n > k, sign, 0.0).to(g.dtype), mult_noise, gen)
+        return g
 
     # A device whose noise-free trajectory comes closer to a bound than NEAR_BOUND_SD standard
     # deviations of its noise is pulsed phase by phase instead (clip after each phase).
@@ -273,7 +291,7 @@ class AffineFamily(DeviceFamily):
         # max(g1, g3), its min is min(g, g2).
         room = torch.maximum(g1, g3).sub_(p["bmax"]).neg_()
         torch.minimum(room, torch.minimum(g, g2).sub_(p["bmin"]), out=room)
-        near = flat_nonzero(room.sub_(sd, alpha=self.NEAR_BOUND_SD) < 0)
+        near = flat_nonzero((room.sub_(sd, alpha=self.NEAR_BOUND_SD) < 0) | (p["steep"] > 0))
         noise = torch.randn(g.shape, generator=gen, dtype=g.dtype, device=g.device)
         out = g3.addcmul_(sd, noise).clamp_(min=p["bmin"], max=p["bmax"])
         if near.numel():
@@ -386,8 +404,8 @@ class ExpStep(DeviceFamily):
 
     def draw(self, cfg: Any, p: Params, shape: tuple[int, ...], gen: torch.Generator) -> None:
         # Mean parameters, stored per device so that replicas of a population may differ.
-        for key in ("es_A_up", "es_A_down", "es_gamma_up", "es_gamma_down", "es_a", "es_b"):
-            p[key] = torch.full(shape, float(getattr(cfg, key)), dtype=torch.float64)
+        for key in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
+            p["es_" + key] = torch.full(shape, float(getattr(cfg, key)), dtype=torch.float64)
         p["std_add"] = torch.full(shape, float(cfg.dw_min_std_add), dtype=torch.float64)
         p["std_slope"] = torch.full(shape, float(cfg.dw_min_std_slope), dtype=torch.float64)
 
@@ -471,4 +489,4 @@ def get_family(name: str) -> DeviceFamily:
 
 
 __all__ = ["flat_nonzero", "DeviceFamily", "AffineFamily", "PowStep", "ExpStep", "PiecewiseStep", "FAMILIES",
-           "get_family", "Q_MIN"]
+           "get_family", "STEEP_Q"]

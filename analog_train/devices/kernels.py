@@ -51,6 +51,7 @@ ROW_KEYS: tuple[str, ...] = ("a_up", "a_dn", "bmin", "bmax", "c2c", "s_up", "s_d
 NEAR_BOUND_SD = 4.0
 ROW_CHUNKS = 16  # rows go to the threads in up to this many chunks, each with its own scratch
 BINARY_TRAIN = 64.0  # below this many pulses, q^n and sum q^j by binary powers (6 bits)
+STEEP_Q = 0.05  # q below this either way: pulse by pulse (families.STEEP_Q; the closed form assumes no clip)
 
 # Small helpers are inlined at numba's level (``inline="always"``): a call that passes arrays costs
 # more than the arithmetic of a device. The per-device update has one call site per kernel (and the
@@ -187,6 +188,33 @@ def _phase(g, a, s, qm1, n, power, total, c2c, bmin, bmax, mult, z, up):
     return min(max(g + step + sd * z, bmin), bmax)
 
 
+@_inline
+def _steep(s_up, s_dn):
+    """Whether a pulse of the device can reach (or overshoot) the point where its step vanishes:
+    ``q = 1 + s_up`` or ``1 - s_dn`` below STEEP_Q (``|`` for no branch)."""
+    return (s_up < STEEP_Q - 1.0) | (-s_dn < STEEP_Q - 1.0)
+
+
+@njit(error_model="numpy", fastmath=FASTMATH)
+def _pulse_by_pulse(g, rows, i, n1, nd, n3, mult, seed, stream):
+    """Half the ups, the downs, the other ups one pulse at a time, each with its own noise and clip
+    (aihwkit's rule as written), for a steep device. Pulse j of phase k draws from stream
+    ``stream + 2 + k``, mixed with j."""
+    a_up, a_dn, bmin, bmax, c2c = rows[i, 0], rows[i, 1], rows[i, 2], rows[i, 3], rows[i, 4]
+    s_up, s_dn = rows[i, 5], rows[i, 6]
+    for phase in range(3):
+        up = phase != 1
+        n = nd if phase == 1 else (n1 if phase == 0 else n3)
+        bits = key(seed, i, stream + 2 + phase)
+        for j in range(int(n)):
+            z = normal(bits ^ (np.uint64(j + 1) * _GOLDEN))
+            a, s = (a_up, s_up) if up else (a_dn, s_dn)
+            f = a + s * g
+            step = f + c2c * (abs(f) if mult else a) * z
+            g = min(max(g + step if up else g - step, bmin), bmax)
+    return g
+
+
 @njit(error_model="numpy", fastmath=FASTMATH)
 def _phases_near_bound(g, rows, i, n1, nd, n3, mult, seed, stream):
     """Half the ups, the downs, the other ups one phase at a time, each with its own noise and clip.
@@ -252,6 +280,8 @@ def _apply_one(g, rows, i, nu, nd, mult, seed, stream):
     a_up, a_dn, bmin, bmax, c2c = rows[i, 0], rows[i, 1], rows[i, 2], rows[i, 3], rows[i, 4]
     s_up, s_dn = rows[i, 5], rows[i, 6]
     n1 = math.floor(0.5 * nu)
+    if _steep(s_up, s_dn):
+        return _pulse_by_pulse(g, rows, i, n1, nd, nu - n1, mult, seed, stream)
     odd = nu - 2.0 * n1
     q1, t1 = _geometric(n1, s_up)  # Q1 = q_up^n1, T1 = sum_{j<n1} q_up^j
     qd, td = _geometric(nd, -s_dn)
@@ -333,7 +363,7 @@ def _lanes(n, g, params, n_up, n_dn, uniforms, mult, out, mean, sd, status):
         sd[t] = sigma
         # | rather than `or`: no branch
         exact = (not _far_from_bounds(g0, g1, g2, g3, sigma, bmin, bmax)) | (nu >= BINARY_TRAIN) | \
-            (nd >= BINARY_TRAIN)
+            (nd >= BINARY_TRAIN) | _steep(s_up, s_dn)
         status[t] = LANE_EXACT if exact else (LANE_TAIL if in_tail(u) else LANE_DONE)
 
 
@@ -362,7 +392,7 @@ def _lanes_near(n, g, params, n_up, n_dn, uniforms, mult, out, redo):
                     True)
         out[t] = gg
         redo[t] = ((n1 > 0.0) & in_tail(uniforms[0, t])) | ((nd > 0.0) & in_tail(uniforms[1, t])) | \
-            ((n3 > 0.0) & in_tail(uniforms[2, t])) | (nu >= BINARY_TRAIN) | (nd >= BINARY_TRAIN)
+            ((n3 > 0.0) & in_tail(uniforms[2, t])) | (nu >= BINARY_TRAIN) | (nd >= BINARY_TRAIN) | _steep(s_up, s_dn)
 
 
 PREFETCH_AHEAD = 16  # devices: how far ahead apply_gathered asks for the parameter rows it will read

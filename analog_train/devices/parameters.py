@@ -19,11 +19,20 @@ from analog_train.config import DeviceConfig, to_object
 
 
 def resolve(cfg: Any) -> DeviceConfig:
-    """A plain DeviceConfig with the paper's ``n_states`` parametrisation applied to ``dw_min``."""
+    """A plain device config (its family's schema) with the paper's ``n_states`` applied to ``dw_min``."""
     cfg = to_object(cfg)
-    if cfg.n_states is not None:
-        cfg = replace(cfg, dw_min=(cfg.w_max - cfg.w_min) / cfg.n_states)
+    if cfg.states() is not None:
+        cfg = replace(cfg, dw_min=(cfg.w_max - cfg.w_min) / cfg.states())
     return cfg
+
+
+def multiplicative_noise(cfg: DeviceConfig) -> bool:
+    """Whether c2c noise scales with the step (``s |step|``) rather than with ``a`` (``s a``).
+
+    Only linear_step and soft_bounds have the switch (``mult_noise``); the other families are
+    multiplicative in aihwkit (for constant_step both forms are the same).
+    """
+    return getattr(cfg, "mult_noise", True)
 
 
 def resolve_replicas(cfgs: Any | Sequence[Any], population: int | None) -> list[DeviceConfig]:
@@ -45,9 +54,9 @@ def granularity(cfg: Any) -> float:
         return cfg.dw_min * cfg.piecewise_up[len(cfg.piecewise_up) // 2]
     if cfg.family == "exp_step":
         # Mean of the up and down step at w = 0 (SPEC fixes aihwkit's down-step-twice typo).
-        z = cfg.es_b
-        up = max(1.0 - cfg.es_A_up * math.exp(cfg.es_gamma_up * z), 0.0)
-        down = max(1.0 - cfg.es_A_down * math.exp(-cfg.es_gamma_down * z), 0.0)
+        z = cfg.b
+        up = max(1.0 - cfg.A_up * math.exp(cfg.gamma_up * z), 0.0)
+        down = max(1.0 - cfg.A_down * math.exp(-cfg.gamma_down * z), 0.0)
         a_up, a_dn = _mean_steps(cfg)
         eps = 0.5 * (a_up * up + a_dn * down)
         return eps if eps > 0 else cfg.dw_min

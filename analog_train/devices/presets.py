@@ -1,7 +1,8 @@
 """Device presets: find them in the package's ``conf/device`` and compose them with Hydra.
 
-Composing through Hydra (rather than reading the YAML) gives exactly what a run would get:
-the schema's defaults, type checks and override syntax. A YAML file outside the package is
+Composing through Hydra (rather than reading the YAML) gives exactly what a run would get: the
+family schema's defaults, checks and override syntax; but no algorithm presets (those are the
+algorithm's settings for the device, not the device). A YAML file outside the package is
 composed by putting a copy into a temporary ``device/`` folder on Hydra's search path, which is
 also how a run can use such a file (``hydra.searchpath=[file://DIR] device=NAME``).
 """
@@ -16,14 +17,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from analog_train.config import CONF_DIR, ConfigError, compose_config
+from analog_train.config import device_presets as list_presets
 
 PRESET_DIR = CONF_DIR / "device"
 FILE_PRESET = "_device_file"  # name of the copied file: cannot clash with a package preset
-
-
-def list_presets() -> list[str]:
-    """Names of every device preset shipped in ``conf/device``."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 def is_file(name: str) -> bool:
@@ -49,10 +46,12 @@ def device_overrides(overrides: Sequence[str]) -> list[str]:
     return out
 
 
-def compose_device(name: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """The composed ``device`` node of preset ``name`` (or of a YAML file path) with overrides.
+def compose_device_run(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The checked run config of preset ``name`` (or of a YAML file path) with device ``overrides``,
+    without any algorithm: ``algo=fp`` and no ``algo_device`` presets, so the device is what its
+    YAML says (``device_preset`` still records its identity).
 
-    Raises ConfigError for an unknown preset (listing the presets) or a missing file.
+    Raises ConfigError for an unknown preset (listing the presets), a missing file or a bad value.
     """
     extra: list[str] = []
     tmp = None
@@ -68,8 +67,13 @@ def compose_device(name: str, overrides: Sequence[str] = ()) -> DictConfig:
     elif name not in list_presets():
         raise ConfigError(f"device preset {name!r} not found; presets: {', '.join(list_presets())}")
     try:
-        cfg = compose_config([*extra, f"device={name}", *device_overrides(overrides)])
+        return compose_config([*extra, "algo=fp", "~algo_device", f"device={name}", *device_overrides(overrides)])
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    return cfg.device
+
+
+def compose_device(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The checked ``device`` node of preset ``name`` (or of a YAML file path) with overrides (see
+    :func:`compose_device_run`)."""
+    return compose_device_run(name, overrides).device

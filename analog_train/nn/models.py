@@ -1,17 +1,17 @@
 """The networks of SPEC 6, written once against a :class:`~analog_train.nn.tiles.LayerFactory`.
 
-Each model registers itself with :func:`register_model`: its name (``model.name``), its config
-schema (a dataclass: the keys ``conf/model/<name>.yaml`` may set, with their ranges) and the kind of
-data it reads (``image`` or ``text``). Adding a model is one class here (or in a module imported
-here) and one YAML file. Models return log-probabilities with a leading population axis:
-images ``(P, B, classes)``, text ``(P, T, B, vocabulary)``.
+Each model registers its builder with :func:`register_model` under its ``model.name``; its config
+schema (the keys, their ranges, the kind of data it reads) is registered under the same name in
+:mod:`analog_train.config.run`. Adding a model is a class here, a schema there and one YAML file.
+Models return log-probabilities with a leading population axis: images ``(P, B, classes)``, text
+``(P, T, B, vocabulary)``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,57 +32,23 @@ class DataSpec:
     input_shape: tuple[int, ...] = ()
 
 
-class ModelSchemaError(ValueError):
-    """A model config value out of range; one line naming the key."""
+MODELS: dict[str, Callable[[Any, DataSpec, LayerFactory], nn.Module]] = {}
 
 
-def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ModelSchemaError(f"{key}={value}: {allowed}")
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    builder: Callable[[Any, DataSpec, LayerFactory], nn.Module]
-    schema: type
-    data_kind: str
-
-
-MODELS: dict[str, ModelEntry] = {}
-
-
-def register_model(name: str, schema: type, data_kind: str) -> Callable[[type], type]:
-    """Class decorator: ``cls.build(cfg, spec, layers)`` makes the model ``name`` from its validated config."""
+def register_model(name: str) -> Callable[[type], type]:
+    """Class decorator: ``cls.build(cfg, spec, layers)`` makes the model ``name`` from its checked config."""
     def wrap(cls: type) -> type:
-        MODELS[name] = ModelEntry(cls.build, schema, data_kind)
+        MODELS[name] = cls.build
         return cls
     return wrap
 
 
 def build_model(cfg: Any, spec: DataSpec, layers: LayerFactory) -> nn.Module:
-    entry = MODELS[cfg.name]
-    if spec.kind != entry.data_kind:
-        raise ModelSchemaError(f"model.name={cfg.name}: reads {entry.data_kind} data, not {spec.kind}")
-    return entry.builder(cfg, spec, layers)
-
-
-def _activation(name: str, key: str) -> None:
-    _require(name in ACTIVATIONS, key, name, f"must be one of {', '.join(ACTIVATIONS)}")
+    return MODELS[cfg.name](cfg, spec, layers)
 
 
 # -- FC 784-256-128-10 -------------------------------------------------------------------------------
-@dataclass
-class FCConfig:
-    name: str = "fc"
-    hidden: list[int] = field(default_factory=lambda: [256, 128])
-    activation: str = "sigmoid"
-
-    def check(self, prefix: str, spec: DataSpec | None) -> None:
-        _require(all(h >= 1 for h in self.hidden), f"{prefix}.hidden", list(self.hidden), "layer sizes must be >= 1")
-        _activation(self.activation, f"{prefix}.activation")
-
-
-@register_model("fc", FCConfig, "image")
+@register_model("fc")
 class FullyConnected(nn.Module):
     """784-256-128-10 with sigmoid hidden units and log-softmax (Gokmen & Vlasov 2016; paper Fig. 5A/B)."""
 
@@ -106,27 +72,7 @@ class FullyConnected(nn.Module):
 
 
 # -- LeNet-5 ---------------------------------------------------------------------------------------
-@dataclass
-class LeNet5Config:
-    name: str = "lenet5"
-    channels: list[int] = field(default_factory=lambda: [16, 32])
-    kernel_size: int = 5
-    hidden: int = 128
-    activation: str = "tanh"
-
-    def check(self, prefix: str, spec: DataSpec | None) -> None:
-        _require(len(self.channels) == 2 and all(c >= 1 for c in self.channels), f"{prefix}.channels",
-                 list(self.channels), "must be two channel counts >= 1")
-        _require(self.kernel_size >= 1, f"{prefix}.kernel_size", self.kernel_size, "must be >= 1")
-        _require(self.hidden >= 1, f"{prefix}.hidden", self.hidden, "must be >= 1")
-        _activation(self.activation, f"{prefix}.activation")
-        if spec is not None:
-            side = LeNet5.feature_side(spec.input_shape[-1], self.kernel_size)
-            _require(side >= 1, f"{prefix}.kernel_size", self.kernel_size,
-                     f"too large for {spec.input_shape[-1]}x{spec.input_shape[-1]} images (two conv + 2x2 pool stages)")
-
-
-@register_model("lenet5", LeNet5Config, "image")
+@register_model("lenet5")
 class LeNet5(nn.Module):
     """conv 1->16 5x5, tanh, maxpool 2; conv 16->32 5x5, tanh, maxpool 2; FC 512->128 tanh; FC 128->10
     (aihwkit example 04; paper Fig. 5C; 80,202 parameters on MNIST)."""
@@ -162,21 +108,7 @@ class LeNet5(nn.Module):
 
 
 # -- 2-layer character LSTM ------------------------------------------------------------------------
-@dataclass
-class LSTMConfig:
-    name: str = "lstm"
-    hidden: int = 64
-    layers: int = 2
-    dropout: float = 0.0
-
-    def check(self, prefix: str, spec: DataSpec | None) -> None:
-        _require(self.hidden >= 1, f"{prefix}.hidden", self.hidden, "must be >= 1")
-        _require(self.layers >= 1, f"{prefix}.layers", self.layers, "must be >= 1")
-        _require(math.isfinite(self.dropout) and 0 <= self.dropout < 1, f"{prefix}.dropout", self.dropout,
-                 "must be in [0, 1)")
-
-
-@register_model("lstm", LSTMConfig, "text")
+@register_model("lstm")
 class CharLSTM(nn.Module):
     """Stacked LSTM layers on one-hot characters and a linear read-out (aihwkit example 22, "LSTM2-64WP";
     paper Fig. 5D). Input ``(T, B)`` character ids and the state of the previous chunk."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analog_train.plots.common import ALGO_COLORS, ALGO_LABELS, plt, save
+from analog_train.plots.common import ALGO_COLORS, ALGO_LABELS, OUTSIDE, WEIGHT, plt, save
 
 
 def responses_path(csv: Path | str) -> Path:
@@ -25,8 +25,8 @@ def plot_asymmetry(csv: Path | str, stem: Path | str) -> list[Path]:
         for bound, trace in resp.groupby("w_max"):
             ax_a.plot(trace.pulse, trace.weight, lw=1, label=f"$w_{{max}}$ = {bound:g}")
         ax_a.set_xlabel("pulse number (up, then down)")
-        ax_a.set_ylabel("weight")
-        ax_a.legend(fontsize=8)
+        ax_a.set_ylabel(WEIGHT)
+        ax_a.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=2)
     ax_a.set_title("(a) device response")
     last = df[df.samples == df.groupby("algo").samples.transform("max")]
     stats = last.groupby(["algo", "w_max"], sort=False).eps_w.agg(["mean", "sem", "count"]).reset_index()
@@ -35,8 +35,8 @@ def plot_asymmetry(csv: Path | str, stem: Path | str) -> list[Path]:
         ax_b.errorbar(s.w_max, 100 * s["mean"], yerr=err, marker="o", capsize=3,
                       color=ALGO_COLORS.get(algo), label=ALGO_LABELS.get(algo, algo))
     ax_b.set_xscale("log", base=2)
-    ax_b.set_xlabel(r"bound $w_{max} = -w_{min}$ (more symmetric $\rightarrow$)")
+    ax_b.set_xlabel(r"bound $w_{max} = -w_{min}$ [weight] (more symmetric $\rightarrow$)")
     ax_b.set_ylabel(r"$\epsilon_w$ [%] (mean $\pm$ s.e.m.)")
     ax_b.set_title("(b) weight-programming error")
-    ax_b.legend(fontsize=8)
+    ax_b.legend(fontsize=8, **OUTSIDE)
     return save(fig, stem)

@@ -12,6 +12,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 ALGO_LABELS = {"sgd": "in-memory SGD", "ttv2": "TTv2", "cttv2": "c-TTv2", "agad": "AGAD", "fp": "FP SGD"}
 ALGO_COLORS = {"sgd": "tab:gray", "ttv2": "tab:blue", "cttv2": "tab:orange", "agad": "tab:green"}
+WEIGHT = "weight [norm. conductance]"  # the axis label of weights: the mean device spans about [-1, 1]
+OUTSIDE = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # a legend beside its axes, off the data
 
 
 def save(fig: Figure, stem: Path | str) -> list[Path]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analog_train.plots.common import OUTSIDE, WEIGHT
+
 
 def _frame(data: pd.DataFrame | str | Path) -> pd.DataFrame:
     return data if isinstance(data, pd.DataFrame) else pd.read_csv(data)
@@ -38,10 +40,10 @@ def plot_device_response(data: pd.DataFrame | str | Path) -> Figure:
             row[2].plot(curve["weight"], curve["step_up"], color=color, lw=1.0)
             row[2].plot(curve["weight"], curve["step_down"], color=color, lw=1.0, ls="--")
             row[2].axvline(sp, color=color, ls=":", lw=1.0)
-        row[0].set(title=f"{preset}: (a) up, then down pulses", xlabel="pulse", ylabel="weight")
-        row[1].set(title="(b) alternating up/down, SP dashed", xlabel="pulse", ylabel="weight")
-        row[2].set(title="(c) |step|: up solid, down dashed, SP dotted", xlabel="weight", ylabel="|step|")
-        row[0].legend(fontsize="small")
+        row[0].set(title=f"{preset}: (a) up, then down pulses", xlabel="pulse number", ylabel=WEIGHT)
+        row[1].set(title="(b) alternating up/down, SP dashed", xlabel="pulse number", ylabel=WEIGHT)
+        row[2].set(title="(c) |step|: up solid, down dashed, SP dotted", xlabel=WEIGHT, ylabel="|step| [weight]")
+        row[2].legend(*row[0].get_legend_handles_labels(), fontsize="small", **OUTSIDE)
     return fig
 
 
@@ -59,9 +61,9 @@ def plot_fit(data: pd.DataFrame | str | Path) -> Figure:
             ax.scatter(used["weight"], used["step"], s=3, color=color, alpha=0.4)
             curve = g.sort_values("weight")
             ax.plot(curve["weight"], curve["model"], color=color, lw=1.2)
-        ax.set(title=f"{name} pulses: data (dots) vs fit (lines)", xlabel="weight before the pulse",
-               ylabel="step size")
-        ax.legend(fontsize="small")
+        ax.set(title=f"{name} pulses: data (dots) vs fit (lines)", xlabel=f"{WEIGHT} before the pulse",
+               ylabel="step size [weight]")
+    axes[1].legend(fontsize="small", **OUTSIDE)
     return fig
 
 
@@ -71,5 +73,5 @@ def save_figure(fig: Figure, path: str | Path, formats: tuple[str, ...] = ("png"
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix(f".{f}") for f in formats]
     for p in out:
-        fig.savefig(p, dpi=150)
+        fig.savefig(p, dpi=150, bbox_inches="tight")  # nothing cut off: titles, labels and outside legends
     return out

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analog_train.plots.common import ALGO_LABELS, plt, save
+from analog_train.plots.common import ALGO_LABELS, OUTSIDE, plt, save
 
 TRACES = {"A": ("A", "tab:blue"), "H": ("H", "tab:green"), "W": ("W", "tab:orange"),
           "p": ("p", "tab:red"), "p_ref": (r"$p_{ref}$", "tab:purple")}
@@ -41,6 +41,6 @@ def plot_toy_mechanism(csv: Path | str, stem: Path | str) -> list[Path]:
             ax.set_title(f"{ALGO_LABELS.get(algo, algo)}, reference offset {offset:g}", fontsize=9)
             if r == len(offsets) - 1:
                 ax.set_xlabel("sample")
-        axes[r, 0].set_ylabel("element (0, 0)")
-    axes[0, -1].legend(fontsize=7, loc="lower left")
+        axes[r, 0].set_ylabel("element (0, 0) [weight; H: thresholds]")
+    axes[0, -1].legend(fontsize=7, **OUTSIDE)
     return save(fig, stem)

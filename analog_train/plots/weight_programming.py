@@ -34,7 +34,7 @@ def plot_weight_programming(csv: Path | str, stem: Path | str) -> list[Path]:
                             color="white" if grid[i, j] < 0.6 * vmax else "black")
         ax.set_xticks(range(len(sigmas)), [f"{s:g}" for s in sigmas])
         ax.set_yticks(range(len(states)), [str(n) for n in states])
-        ax.set_xlabel(r"reference offset $\sigma_r$")
+        ax.set_xlabel(r"reference offset $\sigma_r$ [weight]")
         ax.set_title(ALGO_LABELS.get(algo, algo))
     axes[0, 0].set_ylabel("number of states")
     fig.colorbar(im, ax=axes[0].tolist(), label=r"$\epsilon_w$ [%] = 100 rms$(W - \hat W)$")

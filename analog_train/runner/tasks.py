@@ -1,7 +1,7 @@
 """What the train loop trains on: a task supplies mini-batches, the loss and the test metrics.
 
 The loop (:mod:`analog_train.runner.train`) is the same for every task. The kind of the data set
-(:data:`analog_train.data.CATALOG`) picks the task: image classification, or next-character
+(its config schema, :data:`analog_train.config.DATASETS`) picks the task: image classification, or next-character
 prediction with truncated backpropagation through time. Losses are the mean over a replica's
 samples, summed over the replicas (each replica's gradient is its own); metrics are per replica.
 """
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from analog_train.data import CATALOG, Dataset, TextCorpus
+from analog_train.data import Dataset, TextCorpus, kind_of
 from analog_train.nn.models import DataSpec
 
 Batch = tuple[Tensor, Tensor]
@@ -57,6 +57,11 @@ class Task(ABC):
     def evaluate(self, model: nn.Module) -> list[dict[str, float]]:
         """Test metrics per replica, through the same (noisy) analog forward pass."""
 
+    @property
+    @abstractmethod
+    def test_samples(self) -> int:
+        """Samples the test metrics average over (images, characters)."""
+
 
 class Classification(Task):
     """Images to classes: shuffled mini-batches, NLL loss, test error in %."""
@@ -92,6 +97,10 @@ class Classification(Task):
 
     def batch_samples(self, batch: Batch) -> int:
         return len(batch[1])
+
+    @property
+    def test_samples(self) -> int:
+        return len(self.test_y)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> list[dict[str, float]]:
@@ -171,6 +180,10 @@ class NextCharacter(Task):
     def batch_samples(self, batch: Batch) -> int:
         return batch[1].numel()
 
+    @property
+    def test_samples(self) -> int:
+        return (len(self.test_ids) // self.test_batch_size - 1) * self.test_batch_size
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> list[dict[str, float]]:
         model.eval()
@@ -195,5 +208,5 @@ TASKS: dict[str, type[Task]] = {task.kind: task for task in (Classification, Nex
 
 
 def build_task(data_cfg: Any, data: Any, device: torch.device) -> Task:
-    """The task for the kind of data set ``data_cfg.name`` (:data:`analog_train.data.CATALOG`)."""
-    return TASKS[CATALOG[data_cfg.name].kind].from_config(data_cfg, data, device)
+    """The task for the kind of data set ``data_cfg.name``."""
+    return TASKS[kind_of(data_cfg.name)].from_config(data_cfg, data, device)

@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 
 from analog_train.algorithms import build_algorithm
-from analog_train.config import AlgoConfig, DeviceConfig, UpdateConfig
+from analog_train.config import DeviceConfig, UpdateConfig, experiment_algo, make_device
 
-TOY_DEVICE = DeviceConfig(
-    family="soft_bounds", n_states=40, w_max=1.0, w_min=-1.0, w_max_dtod=0.3, w_min_dtod=0.3, dw_min_dtod=0.3,
+TOY_DEVICE = make_device(
+    "soft_bounds", n_states=40, w_max=1.0, w_min=-1.0, w_max_dtod=0.3, w_min_dtod=0.3, dw_min_dtod=0.3,
     dw_min_dtod_log_normal=True, up_down=0.0, up_down_dtod=0.3, dw_min_std=0.3, mult_noise=False,
     reference_std=0.0, subtract_symmetry_point=True,
 )
@@ -67,7 +67,7 @@ def toy_mechanism(
     d_all = alpha * big_x + (1.0 - alpha) * torch.randn(samples, size, generator=data)
     rows: list[dict[str, Any]] = []
     for name in algos:
-        algo = AlgoConfig(name=name, **{**TOY_ALGO, **dict(algo_overrides or {})})
+        algo = experiment_algo(name, {**TOY_ALGO, **dict(algo_overrides or {})})
         for offset in reference_offsets:
             alg = build_algorithm(algo, replace(device, reference_mean=offset), (size, size), update,
                                   torch.Generator().manual_seed(construction_seed),

@@ -7,6 +7,7 @@ Everything a run produces goes to ``out_dir``: ``metrics.csv`` after every epoch
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import sys
@@ -29,6 +30,7 @@ from analog_train.nn.models import DataSpec, build_model
 from analog_train.nn.optimizer import AnalogSGD
 from analog_train.nn.tiles import AnalogLayers, DigitalLayers, LayerFactory
 from analog_train.runner.metrics import MetricsWriter, package_versions, write_summary
+from analog_train.runner.sanity import sanity_warnings
 from analog_train.runner.tasks import Task, build_task
 from analog_train.seeding import derived_seed
 
@@ -228,5 +230,8 @@ def train(cfg: DictConfig, out_dir: Path) -> RunResult:
             "versions": package_versions(),
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
+        summary["warnings"] = sanity_warnings(model, summary, cfg, task) if status == "completed" else []
+        for warning in summary["warnings"]:
+            logging.getLogger(__name__).warning(warning)
         write_summary(out_dir, summary)
     return RunResult(status=status, summary=summary)

@@ -16,7 +16,7 @@ reach it and its rows over ``sigma_r`` are replicas.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from analog_train.algorithms import AnalogAlgorithm, build_algorithm
-from analog_train.config import CONF_DIR, AlgoConfig, DeviceConfig, ExperimentConfig, to_object
+from analog_train.config import AlgoConfig, DeviceConfig, ExperimentConfig, experiment_algo, to_object
 from analog_train.seeding import derived_seed
 
 COLUMNS = ["algo", "n_states", "sigma_r", "seed", "samples", "eps_w"]
@@ -39,31 +39,6 @@ def experiment_settings(cfg: DictConfig) -> ExperimentConfig:
     if exp.scale == "paper" and exp.paper:
         exp = OmegaConf.merge(exp, exp.paper)
     return to_object(exp)
-
-
-def _load_option(group: str, name: str) -> DictConfig:
-    """A group option's YAML with its in-group defaults (not the ``*_schema`` ones) merged in."""
-    raw = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
-    defaults = list(raw.pop("defaults", []) or [])
-    if "_self_" not in defaults:
-        defaults.append("_self_")
-    out = OmegaConf.create()
-    for entry in defaults:
-        if entry == "_self_":
-            out = OmegaConf.merge(out, raw)
-        elif isinstance(entry, str) and not entry.endswith("_schema"):
-            out = OmegaConf.merge(out, _load_option(group, entry))
-    return out
-
-
-def load_algo(name: str, overrides: Mapping[str, Any] | None = None) -> AlgoConfig:
-    """``conf/algo/<name>.yaml`` on its schema plus ``overrides``; an unknown key is an error.
-
-    The per-(algorithm, device) presets of ``conf/algo_device/`` are not applied: a paper
-    experiment states every hyper-parameter it depends on in ``experiment.algo_overrides``.
-    """
-    node = OmegaConf.merge(OmegaConf.structured(AlgoConfig), _load_option("algo", name), dict(overrides or {}))
-    return to_object(node)
 
 
 def build_population(
@@ -120,7 +95,7 @@ def run_grid(
     target = exp.target_std * torch.randn(shape, generator=target_gen)
     rows = []
     for name in exp.algos:
-        algo = load_algo(name, exp.algo_overrides)
+        algo = experiment_algo(name, exp.algo_overrides)
         construction = torch.Generator().manual_seed(derived_seed(cfg.construction_seed, 0, 2))
         run = torch.Generator(device=cfg.torch_device).manual_seed(derived_seed(cfg.seed, 0, 3))
         data_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 5))
