@@ -22,9 +22,10 @@ Gaussian numbers come from a counter-based generator (SplitMix64 hash of a seed 
 run's ``torch.Generator``, the device's flat index and a stream number; Acklam's normal quantile),
 so results are reproducible and do not depend on the number of threads.
 
-numba caches each compiled function next to its source and checks only that file: after editing
-this module, remove the caches (``make clean``), or the cached ``transfer_kernel.fused_update``,
-which calls :func:`apply_trains_in`, keeps running the old code.
+The compiled kernels are cached where :mod:`analog_train.kernel_cache` says (registered below, before
+the first kernel is defined; the other kernel modules import this one first), stamped with the sources
+of every kernel module: an edit here also recompiles ``transfer_kernel.fused_update``, which inlines
+:func:`apply_trains_in`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from analog_train import kernel_cache
+
+kernel_cache.register()
 
 # Order of the per-device parameters in the rows the kernels read (see DeviceArray): 8 floats, half
 # a cache line per device; the rest of what an update needs follows from them. (Reading these rows
