@@ -32,6 +32,7 @@ class AGAD(TransferCompound):
     """AGAD: regular choppers, running mean ``p`` and past mean ``p_ref`` per element."""
 
     kernel_rule = transfer_kernel.RULE_AGAD
+    state_tensors = (*TransferCompound.state_tensors, "p", "p_ref", "switched")
 
     def __init__(self, algo: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(algo, *args, **kwargs)

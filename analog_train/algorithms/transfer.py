@@ -91,6 +91,9 @@ class TransferCompound(AnalogAlgorithm):
     flip_prob = 0.0
     kernel_rule: int  # the buffer rule of accumulate for the compiled transfer (transfer_kernel.RULE_*)
     first_write_pass = 0  # threshold crossings write to C from this pass over the columns on (AGAD warms up)
+    state_arrays = ("A", "C")
+    state_tensors = ("H", "c_in", "c_out", "m_x", "m_d", "eta_a")
+    state_counters = ("samples", "events")
 
     def __init__(
         self,

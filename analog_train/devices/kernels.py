@@ -829,3 +829,20 @@ def draw_seed(generator: torch.Generator) -> np.uint64:
         entry = _seed_blocks[generator] = [generator.initial_seed(), block, 0]
     entry[2] += 1
     return entry[1][entry[2] - 1]
+
+
+def seed_block_state(generator: torch.Generator) -> dict | None:
+    """The block of kernel seeds drawn from ``generator`` and not yet used (None: no block), for checkpoints."""
+    entry = _seed_blocks.get(generator)
+    if entry is None:
+        return None
+    return {"seeds": torch.from_numpy(entry[1].view(np.int64).copy()), "used": int(entry[2])}
+
+
+def load_seed_block_state(generator: torch.Generator, state: dict | None) -> None:
+    """Restore :func:`seed_block_state` for ``generator``, after its own state (which fixes its initial seed)."""
+    if state is None:
+        _seed_blocks.pop(generator, None)
+        return
+    seeds = state["seeds"].numpy().astype(np.int64).view(np.uint64).copy()
+    _seed_blocks[generator] = [generator.initial_seed(), seeds, int(state["used"])]
