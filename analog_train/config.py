@@ -237,6 +237,7 @@ class Config:
     threads: Optional[int] = None
     progress: bool = True
     plot: bool = False
+    resume: Optional[str] = None
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
 
