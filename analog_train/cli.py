@@ -19,12 +19,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from analog_train.config import ConfigError, register_configs, validate
+from analog_train.config import register_configs
 from analog_train.devices_cli import devices_app
 
-EXIT_CONFIG_ERROR = 2
-EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
+EXIT_CONFIG_ERROR = 2  # the exit codes of runs: analog_train/runner/status.py
 
 app = typer.Typer(help="analog-train subcommands (anything else is a Hydra run: analog-train --help).",
                   no_args_is_help=True, add_completion=False)
@@ -121,48 +119,30 @@ SUBCOMMANDS = {"bench", "cost", "devices", "figures", "plot"}
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def run(cfg: DictConfig) -> Optional[str]:
-    """One training run into Hydra's output directory."""
-    try:
-        validate(cfg)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG_ERROR)
-    from analog_train.data import DataError
-    from analog_train.runner.train import train
+    """One training run or paper experiment into Hydra's output directory (a sweep: one job)."""
+    from analog_train.runner.job import run_job
 
     hydra_cfg = HydraConfig.get()
-    out_dir = Path(hydra_cfg.runtime.output_dir)
-    if cfg.experiment.name != "train":  # a paper experiment (SPEC 7), not the train loop
-        from analog_train.runner.experiment import run_experiment
-
-        summary = run_experiment(cfg, out_dir)
-        print(f"{summary['status']}: experiment {cfg.experiment.name} -> {out_dir}")
-        if summary["status"] == "interrupted" and hydra_cfg.mode != RunMode.MULTIRUN:
-            sys.exit(EXIT_INTERRUPTED)
-        return summary["status"]
-    try:
-        result = train(cfg, out_dir)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG_ERROR)
-    acc = result.summary.get("test_accuracy")
-    print(f"{result.status}: test accuracy {acc:.2f} % -> {out_dir}" if acc is not None
-          else f"{result.status}: {result.summary.get('reason', '')} -> {out_dir}")
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        return result.status  # a diverged sweep point must not stop the sweep
-    if result.status == "diverged":
-        sys.exit(EXIT_DIVERGED)
-    if result.status == "interrupted":
-        sys.exit(EXIT_INTERRUPTED)
-    return result.status
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    end = run_job(cfg, Path(hydra_cfg.runtime.output_dir), sweep)
+    if not sweep and end.exit_code:  # a sweep goes on with its other jobs and exits at its end
+        sys.exit(end.exit_code)
+    return end.status
 
 
 def main() -> None:
     register_configs()
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         app(args=sys.argv[1:], prog_name="analog-train")
-    else:
-        run()
+        return
+    from analog_train.runner.rundir import RunDirTaken, resume_argv
+
+    try:
+        sys.argv[1:] = resume_argv(sys.argv[1:])
+    except RunDirTaken as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    run()
 
 
 if __name__ == "__main__":
