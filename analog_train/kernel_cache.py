@@ -36,7 +36,7 @@ from numba.core import caching, config
 from numba.misc.appdirs import AppDirs
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-_DEFINES_KERNELS = re.compile(r"\bn?jit\(")  # a call of numba's njit or jit decorator
+_DEFINES_KERNELS = re.compile(r"@(?:numba\.)?n?jit\b|\bn?jit\(")  # numba's njit or jit decorator, called or not
 
 
 @lru_cache(maxsize=None)
