@@ -102,13 +102,13 @@ def plot(
 ) -> None:
     """Redraw one figure from an existing CSV (no simulation)."""
     from analog_train.figures import plotter
+    from analog_train.plots.common import PlotInputError
 
     try:
-        draw = plotter(figure)
-    except ValueError as err:
+        files = plotter(figure)(csv, out if out is not None else csv.with_suffix(""))
+    except (ValueError, PlotInputError) as err:  # an unknown figure, a CSV it cannot be drawn from
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
-    files = draw(csv, out if out is not None else csv.with_suffix(""))
     typer.echo("wrote " + ", ".join(str(p) for p in files))
 
 

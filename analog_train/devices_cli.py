@@ -27,6 +27,20 @@ def _fail(err: Exception) -> NoReturn:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _check_writable(path: Path) -> None:
+    """One-line error (exit 2) unless a file can be created at ``path`` (its folder is made if missing)."""
+    import tempfile
+
+    blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None or path.is_dir():
+        _fail(OSError(f"cannot write {path}: {blocked or path} is {'not a folder' if blocked else 'a folder'}"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as err:
+        _fail(OSError(f"cannot write {path}: {err.strerror or err}"))
+
+
 def _compose(name: str, overrides: list[str] | None = None):
     """Composed and validated device node; one-line error and exit 2 on any problem."""
     from hydra.errors import HydraException
@@ -49,6 +63,8 @@ def list_(
     seed: int = typer.Option(0, help="construction seed of the drawn array"),
 ) -> None:
     """Table of every preset: family, granularity, states, asymmetry, SP spread, c2c noise, source."""
+    if devices < 1:
+        _fail(ValueError(f"--devices={devices}: must be >= 1 (devices drawn per preset)"))
     import pandas as pd
 
     from analog_train.devices.parameters import granularity, number_of_states, resolve
@@ -124,6 +140,10 @@ def fit(
 
     from analog_train.devices.fit import FitDataError, config_yaml, fit as fit_data, load_pulse_data
 
+    out = out or Path("fitted/device") / f"{data.stem}.yaml"
+    for target in (out, plot):  # before the fit: a path that cannot be written is found at once
+        if target is not None:
+            _check_writable(target)
     try:
         result = fit_data(load_pulse_data(data), family, data)
     except FitDataError as err:
@@ -135,8 +155,6 @@ def fit(
         probe = Path(tmp) / "probe.yaml"
         probe.write_text(text)
         _compose(str(probe))
-    out = out or Path("fitted/device") / f"{data.stem}.yaml"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     written = [out]
     if plot is not None:

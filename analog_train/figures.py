@@ -55,7 +55,7 @@ def _fig2(smoke: bool) -> pd.DataFrame:
 def _plot_fig2(csv: Path | str, stem: Path | str) -> list[Path]:
     from analog_train.plots.device_response import plot_device_response, save_figure
 
-    return save_figure(plot_device_response(pd.read_csv(csv)), stem)
+    return save_figure(plot_device_response(csv), stem)
 
 
 def _table1() -> pd.DataFrame:
