@@ -84,7 +84,8 @@ def figures(
     only: Optional[str] = typer.Option(None, help="comma-separated subset of fig2,fig3,fig4,fig6,table1"),
 ) -> None:
     """Regenerate the paper's figures (Figs. 2, 3, 4, 6 and Table 1) at reduced or paper scale."""
-    from analog_train.figures import make_figures
+    from analog_train.figures import ExperimentEnded, make_figures
+    from analog_train.runner.status import EXIT_CODES
 
     try:
         make_figures(out, paper_scale=paper_scale, smoke=smoke, only=only.split(",") if only else None,
@@ -92,6 +93,9 @@ def figures(
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    except ExperimentEnded as err:  # interrupted (a signal) or failed: one line, the experiment's files kept
+        typer.echo(f"{err.status}: {err}", err=True)
+        raise typer.Exit(EXIT_CODES[err.status]) from None
 
 
 @app.command()
