@@ -179,3 +179,22 @@ def test_summary_of_an_invalid_value_says_failed(tmp_path: Path) -> None:
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     record = json.loads((out / "summary.json").read_text())
     assert record["status"] == "failed" and record["error"]["type"] == "ConfigError"
+
+
+def test_signals_within_a_moment_are_one_request_and_a_later_one_stops_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C reaches every process of a sweep and the sweep passes it on: that must not count twice."""
+    import os
+
+    from analog_train.runner import signals
+
+    with signals.StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)  # the same request, passed on
+        assert stop.requested and signals.requested()
+        with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+            stop.check()
+        monkeypatch.setattr(signals, "SAME_REQUEST_S", 0.0)
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs at the next bytecode boundary
+    assert not signals.requested()

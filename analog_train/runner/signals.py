@@ -5,7 +5,9 @@ inside a compiled kernel, which then surfaces as a ``SystemError`` instead of an
 scheduler's SIGTERM would kill the process before it writes what it computed. So the first signal
 is only noted: loops ask :meth:`StopSignals.check` (raises ``KeyboardInterrupt``) or
 :func:`requested` (experiments, which stop early and keep their rows) between steps. A second
-signal raises ``KeyboardInterrupt`` at once.
+signal raises ``KeyboardInterrupt`` at once, unless it comes within :data:`SAME_REQUEST_S` of the
+first: a terminal's Ctrl-C reaches every process of a sweep, a scheduler's SIGTERM often too, and
+the sweep passes its own on to its workers; those are one request.
 
 Handlers nest: a run inside a sequential sweep passes its first signal on to the sweep's handler,
 so the sweep stops too instead of going on with its next job.
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from typing import Any, Callable, Optional
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SAME_REQUEST_S = 2.0
 _active: list["StopSignals"] = []  # installed handlers, outermost first
 
 
@@ -29,6 +33,7 @@ class StopSignals:
 
     def __init__(self, on_first: Optional[Callable[[int], None]] = None) -> None:
         self.signum: Optional[int] = None
+        self._first_at = 0.0
         self._on_first = on_first
         self._previous: dict[int, Any] = {}
 
@@ -46,8 +51,10 @@ class StopSignals:
 
     def __call__(self, signum: int, frame: Any) -> None:
         if self.signum is not None:
+            if time.monotonic() - self._first_at < SAME_REQUEST_S:
+                return
             raise KeyboardInterrupt(signal_name(signum))
-        self.signum = signum
+        self.signum, self._first_at = signum, time.monotonic()
         outer = self._previous.get(signum)
         if isinstance(outer, StopSignals):
             outer(signum, frame)
