@@ -198,3 +198,8 @@ def test_signals_within_a_moment_are_one_request_and_a_later_one_stops_at_once(m
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the handler runs at the next bytecode boundary
     assert not signals.requested()
+
+
+def test_the_hydra_app_is_named_analog_train(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("analog-train is powered by Hydra")
