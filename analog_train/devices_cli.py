@@ -28,17 +28,19 @@ def _fail(err: Exception) -> NoReturn:
 
 
 def _check_writable(path: Path) -> None:
-    """One-line error (exit 2) unless a file can be created at ``path`` (its folder is made if missing)."""
+    """One-line error (exit 2) unless ``path`` can be written: its nearest existing folder must take a
+    file (probed with a temporary one; nothing is left behind)."""
     import tempfile
 
-    blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if blocked is not None or path.is_dir():
-        _fail(OSError(f"cannot write {path}: {blocked or path} is {'not a folder' if blocked else 'a folder'}"))
+    if path.is_dir():
+        _fail(OSError(f"cannot write {path}: it is a folder"))
+    base = next(p for p in path.absolute().parents if p.exists())
+    if not base.is_dir():
+        _fail(OSError(f"cannot write {path}: {base} is not a folder"))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=path.parent).close()
+        tempfile.TemporaryFile(dir=base).close()
     except OSError as err:
-        _fail(OSError(f"cannot write {path}: {err.strerror or err}"))
+        _fail(OSError(f"cannot write {path}: {base}: {err.strerror or err}"))
 
 
 def _compose(name: str, overrides: list[str] | None = None):
@@ -155,6 +157,7 @@ def fit(
         probe = Path(tmp) / "probe.yaml"
         probe.write_text(text)
         _compose(str(probe))
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     written = [out]
     if plot is not None:

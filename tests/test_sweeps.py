@@ -80,7 +80,7 @@ def test_sigterm_to_a_parallel_sweep_stops_its_workers_and_keeps_results(tmp_pat
 
 def test_ctrl_c_stops_a_sequential_sweep_and_a_rerun_skips_and_resumes(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    args = ["-m", "algo=fp", "train.epochs=1,40,1", "threads=1", *FAST, f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "algo=fp", "train.epochs=1,100,1", "threads=1", *FAST, f"hydra.sweep.dir={sweep}"]
     parent = start_cli(tmp_path, *args)
     wait_for(lambda: (sweep / "1" / "checkpoint.pt").is_file())  # job 0 done, job 1 after its first epoch
     parent.send_signal(signal.SIGINT)
@@ -95,9 +95,9 @@ def test_ctrl_c_stops_a_sequential_sweep_and_a_rerun_skips_and_resumes(tmp_path:
     assert ((sweep / "0" / "summary.json").stat().st_mtime_ns, summary(sweep / "0")) == first  # skipped
     assert "skipped: this job completed before" in rerun.stdout
     resumed = summary(sweep / "1")
-    assert resumed["status"] == "completed" and resumed["epochs_completed"] == 40
-    assert 1 <= resumed["resumed_after_epochs"][0] < 40
-    assert pd.read_csv(sweep / "1" / "metrics.csv")["epoch"].tolist() == list(range(1, 41))
+    assert resumed["status"] == "completed" and resumed["epochs_completed"] == 100
+    assert 1 <= resumed["resumed_after_epochs"][0] < 100
+    assert pd.read_csv(sweep / "1" / "metrics.csv")["epoch"].tolist() == list(range(1, 101))
     assert pd.read_csv(sweep / "results.csv")["status"].tolist() == ["completed"] * 3
 
 
