@@ -20,13 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from analog_train.config import ConfigError, register_configs, validate
+from analog_train.config import ConfigError, register_configs
 from analog_train.config.compose import check_jobs
 from analog_train.devices_cli import devices_app
 
-EXIT_CONFIG_ERROR = 2
-EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
+EXIT_CONFIG_ERROR = 2  # the exit codes of runs: analog_train/runner/status.py
 
 app = typer.Typer(help="analog-train subcommands (anything else is a Hydra run: analog-train --help).",
                   no_args_is_help=True, add_completion=False)
@@ -95,7 +93,8 @@ def figures(
     only: Optional[str] = typer.Option(None, help="comma-separated subset of fig2,fig3,fig4,fig6,table1"),
 ) -> None:
     """Regenerate the paper's figures (Figs. 2, 3, 4, 6 and Table 1) at reduced or paper scale."""
-    from analog_train.figures import make_figures
+    from analog_train.figures import ExperimentEnded, make_figures
+    from analog_train.runner.status import EXIT_CODES
 
     try:
         make_figures(out, paper_scale=paper_scale, smoke=smoke, only=only.split(",") if only else None,
@@ -103,6 +102,9 @@ def figures(
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    except ExperimentEnded as err:  # interrupted (a signal) or failed: one line, the experiment's files kept
+        typer.echo(f"{err.status}: {err}", err=True)
+        raise typer.Exit(EXIT_CODES[err.status]) from None
 
 
 @app.command()
@@ -113,13 +115,13 @@ def plot(
 ) -> None:
     """Redraw one figure from an existing CSV (no simulation)."""
     from analog_train.figures import plotter
+    from analog_train.plots.common import PlotInputError
 
     try:
-        draw = plotter(figure)
-    except ValueError as err:
+        files = plotter(figure)(csv, out if out is not None else csv.with_suffix(""))
+    except (ValueError, PlotInputError) as err:  # an unknown figure, a CSV it cannot be drawn from
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
-    files = draw(csv, out if out is not None else csv.with_suffix(""))
     typer.echo("wrote " + ", ".join(str(p) for p in files))
 
 
@@ -130,40 +132,15 @@ SUBCOMMANDS = frozenset(typer.main.get_command(app).commands)  # type: ignore[at
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def run(cfg: DictConfig) -> Optional[str]:
-    """One training run into Hydra's output directory."""
-    try:
-        validate(cfg)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG_ERROR)
-    from analog_train.data import DataError
-    from analog_train.runner.train import train
+    """One training run or paper experiment into Hydra's output directory (a sweep: one job)."""
+    from analog_train.runner.job import run_job
 
     hydra_cfg = HydraConfig.get()
-    out_dir = Path(hydra_cfg.runtime.output_dir)
-    if cfg.experiment is not None:  # a paper experiment (SPEC 7), not the train loop
-        from analog_train.runner.experiment import run_experiment
-
-        summary = run_experiment(cfg, out_dir)
-        print(f"{summary['status']}: experiment {cfg.experiment.name} -> {out_dir}")
-        if summary["status"] == "interrupted" and hydra_cfg.mode != RunMode.MULTIRUN:
-            sys.exit(EXIT_INTERRUPTED)
-        return summary["status"]
-    try:
-        result = train(cfg, out_dir)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG_ERROR)
-    acc = result.summary.get("test_accuracy")
-    print(f"{result.status}: test accuracy {acc:.2f} % -> {out_dir}" if acc is not None
-          else f"{result.status}: {result.summary.get('reason', '')} -> {out_dir}")
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        return result.status  # a diverged sweep point must not stop the sweep
-    if result.status == "diverged":
-        sys.exit(EXIT_DIVERGED)
-    if result.status == "interrupted":
-        sys.exit(EXIT_INTERRUPTED)
-    return result.status
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    end = run_job(cfg, Path(hydra_cfg.runtime.output_dir), sweep)
+    if not sweep and end.exit_code:  # a sweep goes on with its other jobs and exits at its end
+        sys.exit(end.exit_code)
+    return end.status
 
 
 def main() -> None:
@@ -172,9 +149,12 @@ def main() -> None:
     if args and args[0] in SUBCOMMANDS:
         app(args=args, prog_name="analog-train")
         return
+    from analog_train.runner.rundir import RunDirTaken, resume_argv
+
     try:
+        args = sys.argv[1:] = resume_argv(args)  # resume=DIR: the run's own overrides into DIR
         show_job = check_run_args(args)
-    except ConfigError as err:
+    except (ConfigError, RunDirTaken) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     if show_job is not None:
@@ -187,8 +167,9 @@ def check_run_args(args: list[str]) -> Optional[DictConfig]:
     """Everything a Hydra run would reject, and every config error, before Hydra starts.
 
     A bare word is a mistyped subcommand or an override without a value; otherwise every job of
-    the run or sweep is composed and checked, so Hydra's own errors (unknown option or key,
-    syntax) and invalid values all end as one line (ConfigError) instead of a traceback. Returns
+    the run or sweep is composed, so Hydra's own errors (unknown option or key, syntax) end as one
+    line (ConfigError) instead of a traceback, and a single run's values are checked too (a sweep's
+    invalid point becomes a failed job, and the other jobs run). Returns
     the checked config that ``--cfg job`` shows (typed: every key of the device's family), else None.
     ``--help`` lists the subcommands before Hydra's help.
     """

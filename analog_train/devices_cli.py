@@ -27,6 +27,22 @@ def _fail(err: Exception) -> NoReturn:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _check_writable(path: Path) -> None:
+    """One-line error (exit 2) unless ``path`` can be written: its nearest existing folder must take a
+    file (probed with a temporary one; nothing is left behind)."""
+    import tempfile
+
+    if path.is_dir():
+        _fail(OSError(f"cannot write {path}: it is a folder"))
+    base = next(p for p in path.absolute().parents if p.exists())
+    if not base.is_dir():
+        _fail(OSError(f"cannot write {path}: {base} is not a folder"))
+    try:
+        tempfile.TemporaryFile(dir=base).close()
+    except OSError as err:
+        _fail(OSError(f"cannot write {path}: {base}: {err.strerror or err}"))
+
+
 def _compose(name: str, overrides: list[str] | None = None):
     """Composed and checked run config of a device (no algorithm presets); one-line error and exit 2."""
     from analog_train.config import ConfigError
@@ -51,6 +67,8 @@ def list_(
     The devices as their YAML describes them: algorithm presets (e.g. the SP subtraction of the
     TT presets) are not applied. Below the table, the keys each listed family adds to the common ones.
     """
+    if devices < 1:
+        _fail(ValueError(f"--devices={devices}: must be >= 1 (devices drawn per preset)"))
     import pandas as pd
 
     from analog_train.devices.parameters import granularity, number_of_states, resolve
@@ -151,6 +169,10 @@ def fit(
         _fail(FitDataError(f"--family {family}: must be one of {', '.join(FAMILIES)}"))
     if preset is not None and preset not in device_presets():
         _fail(FitDataError(f"--preset {preset}: must be one of {', '.join(device_presets())}"))
+    out = out or Path("fitted/device") / f"{data.stem}.yaml"
+    for target in (out, plot):  # before the fit: a path that cannot be written is found at once
+        if target is not None:
+            _check_writable(target)
     try:
         result, qualities = compare(load_pulse_data(data), family, data)
     except FitDataError as err:
@@ -171,7 +193,6 @@ def fit(
         probe = Path(tmp) / "probe.yaml"
         probe.write_text(text)
         _compose(str(probe))
-    out = out or Path("fitted/device") / f"{data.stem}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     written = [out]

@@ -36,6 +36,14 @@ SMOKE: dict[str, list[str]] = {
 FIG2_DEVICES = {"softbounds_40": ["device.n_states=40"], "softbounds_20": ["device.n_states=20"]}
 
 
+class ExperimentEnded(RuntimeError):
+    """An experiment behind a figure did not complete (``status``: interrupted, failed); its files are kept."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     """The run config ``analog-train <overrides>`` would get (validated), outside a Hydra app."""
     cfg = compose_run_config(overrides)
@@ -55,7 +63,7 @@ def _fig2(smoke: bool) -> pd.DataFrame:
 def _plot_fig2(csv: Path | str, stem: Path | str) -> list[Path]:
     from analog_train.plots.device_response import plot_device_response, save_figure
 
-    return save_figure(plot_device_response(pd.read_csv(csv)), stem)
+    return save_figure(plot_device_response(csv), stem)
 
 
 def _table1() -> pd.DataFrame:
@@ -105,7 +113,7 @@ def make_figures(
             run_dir = out / "runs" / name
             summary = run_experiment(compose_config(overrides), run_dir)
             if summary["status"] != "completed":
-                raise RuntimeError(f"{fig}: experiment {name} ended {summary['status']}")
+                raise ExperimentEnded(summary["status"], f"{fig}: experiment {name}: {summary['reason']} -> {run_dir}")
             source = run_dir / EXPERIMENTS[name][1]
             shutil.copyfile(source, csv)
             for extra in run_dir.glob(f"{source.stem}_*.csv"):  # e.g. asymmetry_responses.csv

@@ -188,7 +188,7 @@ LISTED = [
     (["train.lr=[1"], "train.lr=[1"),  # override syntax
     (["+algo=sgd"], "algo"),
     (["--cfg", "job", "device.reset=nan"], "device.reset"),  # --cfg validates
-    (["-m", "algo=fp,sgd", "train.lr=0.1,-1"], "train.lr"),  # every job of a sweep, before any starts
+    (["-m", "algo=fp,sgd", "device=nosuch,reram"], "device"),  # a sweep's Hydra errors, before any job starts
 ]
 CASES = generated() + LISTED
 

@@ -159,7 +159,8 @@ def test_damaged_gz_rejected(tmp_path: Path, damage: str) -> None:
 
 def test_offline_message_names_files_places_and_override(isolated: Path) -> None:
     calls: list[str] = []
-    root = isolated / "nowhere"
+    root = isolated / "empty"
+    root.mkdir()
     with pytest.raises(DataError) as err:
         load_dataset(DataConfig(name="mnist", root=str(root), download=True), downloader=failing_downloader(calls))
     msg = str(err.value)

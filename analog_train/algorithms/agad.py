@@ -48,6 +48,7 @@ class AGAD(TransferCompound):
 
     rule = staticmethod(buffer_rule)
     compiled_step = staticmethod(transfer_step)
+    state_tensors = (*TransferCompound.state_tensors, "p", "p_ref", "switched")
 
     def __init__(self, algo: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(algo, *args, **kwargs)

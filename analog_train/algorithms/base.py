@@ -8,12 +8,23 @@ visible weight and call :meth:`update` once per optimizer step.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 from torch import Tensor
 
+from analog_train.devices.array import load_in_place
+
 
 class AnalogAlgorithm(ABC):
-    """The analog state of one layer's weight matrix, with population axis P."""
+    """The analog state of one layer's weight matrix, with population axis P.
+
+    A subclass names its state for checkpoints (:meth:`state_dict`): its device arrays, the tensors
+    its steps change (in place or by replacing them) and its counters.
+    """
+
+    state_arrays: tuple[str, ...] = ()
+    state_tensors: tuple[str, ...] = ()
+    state_counters: tuple[str, ...] = ()
 
     @property
     @abstractmethod
@@ -38,3 +49,22 @@ class AnalogAlgorithm(ABC):
 
     def post_step(self) -> None:
         """Once per optimizer step after the update: device decay and diffusion."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the updates change: arrays, buffers, choppers, running means, counters (copies).
+
+        Not the random generator: it belongs to the layer, whose owner saves it.
+        """
+        return {"arrays": {name: getattr(self, name).state_dict() for name in self.state_arrays},
+                "tensors": {name: getattr(self, name).clone() for name in self.state_tensors},
+                "counters": {name: getattr(self, name) for name in self.state_counters}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy a :meth:`state_dict` into the existing tensors, in place: the compiled kernels keep numpy
+        views of them."""
+        for name in self.state_arrays:
+            getattr(self, name).load_state_dict(state["arrays"][name])
+        for name in self.state_tensors:
+            load_in_place(getattr(self, name), state["tensors"][name], name)
+        for name in self.state_counters:
+            setattr(self, name, int(state["counters"][name]))

@@ -15,6 +15,8 @@ from analog_train.devices.array import DeviceArray
 class InMemorySGD(AnalogAlgorithm):
     """``W <- W - lr d x^T`` in expectation, by stochastic pulse trains on one device array."""
 
+    state_arrays = ("array",)
+
     def __init__(self, array: DeviceArray, update_cfg: Any, generator: torch.Generator) -> None:
         self.array = array
         self.update_cfg = update_cfg

@@ -113,6 +113,9 @@ class TransferCompound(AnalogAlgorithm):
     flip_period = 0
     flip_prob = 0.0
     first_write_pass = 0  # threshold crossings write to C from this pass over the columns on (AGAD warms up)
+    state_arrays = ("A", "C")
+    state_tensors = ("H", "c_in", "c_out", "m_x", "m_d", "eta_a")
+    state_counters = ("samples", "events")
     # The subclass's buffer rule, rule(v, sign, lr_scale, mean, past, switched, beta) -> (increment, mean,
     # past) (see transfer_kernel.transfer_rounds), and its compiled transfer pass built on that rule.
     rule: Callable[..., Any]

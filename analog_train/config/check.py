@@ -22,7 +22,7 @@ from analog_train.config.algorithms import ALGORITHMS, TRANSFER_ALGORITHMS, Algo
 from analog_train.config.crossbar import IOConfig, UpdateConfig
 from analog_train.config.devices import DeviceConfig, build_device
 from analog_train.config.rules import ConfigError, build, join, keys_of, unknown_key
-from analog_train.config.run import DATASETS, EXPERIMENTS, MODELS, Config, ExperimentConfig, TrainConfig
+from analog_train.config.run import DATASETS, EXPERIMENTS, MODELS, Config, ExperimentConfig, PopulationConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GENERIC = "generic"  # device_preset of a device that names no preset: the algorithms' own settings
 
-SECTIONS = {"io": IOConfig, "update": UpdateConfig, "train": TrainConfig}  # one schema each
+SECTIONS = {"io": IOConfig, "update": UpdateConfig, "train": TrainConfig, "population": PopulationConfig}  # one each
 SELECTED = {"model": MODELS, "data": DATASETS}  # schema chosen by the section's name
 
 
@@ -56,6 +56,12 @@ def check_run(values: Mapping[str, Any]) -> Config:
         typed["experiment"] = build(ExperimentConfig, _mapping(experiment, "experiment"), "experiment")
     cfg = build(Config, typed, "")
     check_arrays(algo, values.get("device", {}), "algo")
+    for group in cfg.population.groups():  # every replica's device, checked as it will be built
+        for key, value in group.items():
+            if key == "family":
+                raise ConfigError("population.device.family: the replicas of a network share their device family",
+                                  "population.device.family")
+        overlay(values.get("device", {}), group, "population.device")
     if cfg.experiment is not None:
         check_experiment(cfg.experiment, values)
     return cfg

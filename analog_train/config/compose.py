@@ -148,5 +148,6 @@ def job_overrides(overrides: Sequence[str], multirun: bool) -> list[list[str]]:
 
 
 def check_jobs(overrides: Sequence[str], multirun: bool = False) -> list[DictConfig]:
-    """Compose and check every job of a run or sweep before any starts; the first problem as ConfigError."""
-    return [compose_config(job) for job in job_overrides(overrides, multirun)]
+    """Compose every job of a run or sweep before any starts, and check a single run's values; the first
+    problem as ConfigError. A sweep's values are checked job by job (an invalid point fails alone)."""
+    return [compose_raw(job) if multirun else compose_config(job) for job in job_overrides(overrides, multirun)]

@@ -195,6 +195,34 @@ class ExperimentConfig:
 
 
 @dataclass
+class PopulationConfig:
+    """Replicas of the network trained side by side in one process, on the population axis P.
+
+    ``device`` gives device keys one value per group of replicas (lists of equal length, taken
+    together: value i of every key makes group i); each group has ``repeats`` replicas. Every
+    replica has its own device draw, initial weights, pulse and read noise; all see the same
+    mini-batches. Digital runs (``algo=fp``) have one replica.
+    """
+
+    device: dict[str, list[Any]] = param({}, doc="device keys and one value per group of replicas")
+    repeats: int = param(1, ge=1, le=10_000, doc="replicas per group")
+
+    def relations(self) -> Iterator[Relation]:
+        lengths = {len(v) if isinstance(v, list) else -1 for v in self.device.values()}
+        yield "device", self.device, all(n >= 1 for n in lengths) and len(lengths) <= 1, \
+            "must map device keys to lists of values, all of one length"
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The device keys of each group, in order (one empty group without ``device``)."""
+        n = len(next(iter(self.device.values()))) if self.device else 1
+        return [{k: v[i] for k, v in self.device.items()} for i in range(n)]
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """Per replica: its group's device keys and its ``repeat`` number."""
+        return [{**group, "repeat": r} for group in self.groups() for r in range(self.repeats)]
+
+
+@dataclass
 class Config:
     """The composed run config (``analog-train <overrides>``)."""
 
@@ -205,12 +233,14 @@ class Config:
     io: IOConfig = param(IOConfig())
     update: UpdateConfig = param(UpdateConfig())
     train: TrainConfig = param(TrainConfig())
+    population: PopulationConfig = param(PopulationConfig(), doc="replicas trained side by side")
     seed: int = param(0, ge=0, le=SEED_MAX, doc="run seed: pulses, noise, data order, initial weights")
     construction_seed: int = param(0, ge=0, le=SEED_MAX, doc="device-to-device draw")
     torch_device: str = param("cpu", doc="cpu or cuda[:N]")
     threads: Optional[int] = param(None, ge=1, null="torch's default", doc="torch CPU threads")
     progress: bool = param(True, doc="progress bar on a terminal")
     plot: bool = param(False, doc="experiments: draw the figure")
+    resume: Optional[str] = param(None, null="a new run", doc="a run directory: continue that run from its checkpoint")
     device_preset: str = param("generic", doc="whose algorithm presets the device takes (set by the device YAML)")
     experiment: Optional[ExperimentConfig] = param(None, null="the train loop", doc="a paper experiment")
 

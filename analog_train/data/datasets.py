@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from analog_train.data.idx import parse_idx
-from analog_train.data.store import DataError, Downloader, locate, read_verified
+from analog_train.data.store import DataError, Downloader, check_root, locate, read_verified
 
 # Fixed seeds, independent of the run seed, so that every run sees the same split and subsets.
 DIGITS_SPLIT_SEED = 0
@@ -86,6 +86,7 @@ def load_dataset(cfg: Any, downloader: Optional[Downloader] = None) -> Dataset:
     the HTTP fetch (tests inject one; nothing here needs the network otherwise).
     """
     name = cfg.name
+    check_root(cfg.root)
     if name in IDX_SOURCES:
         ds = _load_idx(name, IDX_SOURCES[name], cfg, downloader)
     elif name == "digits":

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Optional, Union
 
@@ -37,8 +37,37 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "analog-train"
 
 
+def check_root(root: Optional[PathLike]) -> None:
+    """DataError unless ``data.root`` is unset or names an existing folder (a typo must not go unnoticed)."""
+    if root is None or str(root) == "":
+        return
+    base = Path(root).expanduser()
+    try:
+        if base.is_dir():
+            return
+    except PermissionError:
+        raise _denied(base.parent) from None
+    raise DataError(f"data.root={root}: {'not a folder' if base.exists() else 'no such folder'}")
+
+
+def _denied(path: Path) -> DataError:
+    return DataError(f"{path}: permission denied; make it readable (chmod), or point data.root at a readable copy")
+
+
+def _lacks(folder: Path, files: Iterable[str]) -> str:
+    """Why ``folder`` does not provide ``files`` ("no such folder", "permission denied", "missing ..."); "" if it does."""
+    try:
+        if not folder.is_dir():
+            return "no such folder"
+        missing = [name for name in files if not (folder / name).is_file()]
+    except PermissionError:
+        return "permission denied"
+    return "missing " + ", ".join(missing) if missing else ""
+
+
 def candidate_dirs(folder: str, root: Optional[PathLike], system_dirs: Sequence[Path] = ()) -> list[Path]:
     """The folders searched for ``folder``'s files, in look-up order, without duplicates."""
+    check_root(root)
     dirs: list[Path] = []
     if root is not None and str(root) != "":
         base = Path(root).expanduser()
@@ -65,6 +94,11 @@ def read_verified(path: Path, md5: str) -> bytes:
 def _verified(path: Path, gzipped: bool, md5: str, label: str) -> bytes:
     try:
         data = path.read_bytes()
+    except PermissionError:
+        raise _denied(path) from None
+    except OSError as exc:
+        raise DataError(f"{label}: cannot read it ({exc})") from exc
+    try:
         if gzipped:
             data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; truncation is an EOFError
@@ -94,7 +128,7 @@ def locate(
     """
     dirs = candidate_dirs(folder, root, system_dirs)
     for d in dirs:
-        if all((d / name).is_file() for name in files):
+        if not _lacks(d, files):
             return d
     download_note = ""
     if mirrors:
@@ -139,11 +173,7 @@ def _fetch(url: str, dest: Path, md5: str, downloader: Downloader) -> None:
 
 
 def _not_found_message(what: str, folder: str, files: Mapping[str, str], dirs: Sequence[Path], download_note: str) -> str:
-    searched = []
-    for d in dirs:
-        missing = [name for name in files if not (d / name).is_file()]
-        state = "no such folder" if not d.is_dir() else "missing " + ", ".join(missing)
-        searched.append(f"    {d} ({state})")
+    searched = [f"    {d} ({_lacks(d, files)})" for d in dirs]
     lines = [
         f"{what} data not found: need {', '.join(files)}.",
         "  searched:",

@@ -44,6 +44,7 @@ class DeviceArray:
 
     g = _StateTensor()  # conductance of every device, (P, out, in)
     w_noise = _StateTensor()  # write noise of every device (zeros without write noise), (P, out, in)
+    STATE = ("g", "w_noise", "pulse_count")  # what pulses change (state_dict)
 
     def __init__(
         self,
@@ -267,6 +268,25 @@ class DeviceArray:
         g = self._apply_phases(g_flat.index_select(0, idx), p, n_up, n_dn, generator, rows.t())
         self.g = g_flat.index_copy(0, idx, g).view(self.shape)
 
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Tensor]:
+        """What pulses change: conductances, write noise, pulse counts and the kept visible weight.
+
+        The per-device parameters are not included: they follow from the construction seed.
+        """
+        state = {name: getattr(self, name).clone() for name in self.STATE}
+        if self._visible is not None:  # kept up to date in place by the compiled writes: saved as it is
+            state["visible"] = self._visible.clone()
+        return state
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Copy a :meth:`state_dict` into this array's tensors in place (the kernels hold numpy views of them)."""
+        for name in self.STATE:
+            load_in_place(getattr(self, name), state[name], name)
+        self._visible = None
+        if "visible" in state:
+            load_in_place(self.read_weight(), state["visible"], "visible")
+
     def weight_at(self, cols: Tensor) -> Tensor:
         """Visible weight of columns ``cols``, ``(P, out, len(cols))`` (without computing all of it)."""
         w = self.g.index_select(2, cols) - self.ref.index_select(2, cols)
@@ -309,6 +329,13 @@ class DeviceArray:
             generator = torch.Generator(device=self.device).manual_seed(0)
         fresh = self.params["write_noise"] * sparse_randn(mask, generator, self.dtype)
         self.w_noise = torch.where(mask, fresh, self.w_noise)
+
+
+def load_in_place(target: Tensor, saved: Tensor, name: str) -> None:
+    """``target.copy_(saved)`` after checking the shape (``copy_`` would broadcast a wrong one silently)."""
+    if tuple(saved.shape) != tuple(target.shape):
+        raise ValueError(f"{name}: the saved state has shape {tuple(saved.shape)}, this one {tuple(target.shape)}")
+    target.copy_(saved)
 
 
 def sparse_randn(mask: Tensor, gen: torch.Generator, dtype: torch.dtype) -> Tensor:

@@ -23,9 +23,10 @@ Gaussian numbers come from a counter-based generator (SplitMix64 hash of a seed 
 run's ``torch.Generator``, the device's flat index and a stream number; Acklam's normal quantile),
 so results are reproducible and do not depend on the number of threads.
 
-numba caches each compiled function next to its source and checks only that file: after editing
-this module, remove the caches (``make clean``), or the cached ``transfer_kernel.fast_array_chunk``,
-which calls :func:`apply_trains`, keeps running the old code.
+The compiled kernels are cached where :mod:`analog_train.kernel_cache` says (registered below, before
+the first kernel is defined; the other kernel modules import this one first), stamped with the sources
+of every kernel module: an edit here also recompiles ``transfer_kernel.fast_array_chunk``, which calls
+:func:`apply_trains`, and an edit of an algorithm's buffer rule its ``transfer_step``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from analog_train import kernel_cache
+
+kernel_cache.register()
 
 # Order of the per-device parameters in the rows the kernels read (see DeviceArray): 8 floats, half
 # a cache line per device; the rest of what an update needs follows from them. (Reading these rows
@@ -952,3 +957,20 @@ def draw_seed(generator: torch.Generator) -> np.uint64:
         entry = _seed_blocks[generator] = [generator.initial_seed(), block, 0]
     entry[2] += 1
     return entry[1][entry[2] - 1]
+
+
+def seed_block_state(generator: torch.Generator) -> dict | None:
+    """The block of kernel seeds drawn from ``generator`` and not yet used (None: no block), for checkpoints."""
+    entry = _seed_blocks.get(generator)
+    if entry is None:
+        return None
+    return {"seeds": torch.from_numpy(entry[1].view(np.int64).copy()), "used": int(entry[2])}
+
+
+def load_seed_block_state(generator: torch.Generator, state: dict | None) -> None:
+    """Restore :func:`seed_block_state` for ``generator``, after its own state (which fixes its initial seed)."""
+    if state is None:
+        _seed_blocks.pop(generator, None)
+        return
+    seeds = state["seeds"].numpy().astype(np.int64).view(np.uint64).copy()
+    _seed_blocks[generator] = [generator.initial_seed(), seeds, int(state["used"])]

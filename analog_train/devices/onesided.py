@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from analog_train.devices.array import DeviceArray
+from analog_train.devices.array import DeviceArray, load_in_place
 from analog_train.devices.parameters import resolve, resolve_replicas
 
 # Pulse-train length of the refresh write (aihwkit PCMPreset: refresh_update = PresetUpdateParameters).
@@ -102,6 +102,18 @@ class OneSidedArray:
             self.refresh(generator)
         self.plus.post_step(generator)
         self.minus.post_step(generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both devices' states, the refresh counts and the step counter (the refresh schedule)."""
+        return {"plus": self.plus.state_dict(), "minus": self.minus.state_dict(),
+                "refresh_count": self.refresh_count.clone(), "steps": self._steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy a :meth:`state_dict` in place."""
+        self.plus.load_state_dict(state["plus"])
+        self.minus.load_state_dict(state["minus"])
+        load_in_place(self.refresh_count, state["refresh_count"], "refresh_count")
+        self._steps = int(state["steps"])
 
     def refresh(self, generator: torch.Generator) -> Tensor:
         """Reset and re-program every pair past the thresholds; return the mask of refreshed pairs."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+from analog_train.plots.common import ALGO_COLORS, ALGO_LABELS, OUTSIDE, WEIGHT, plt, read_table, save
 
-from analog_train.plots.common import ALGO_COLORS, ALGO_LABELS, OUTSIDE, WEIGHT, plt, save
+COLUMNS = ("algo", "w_max", "samples", "eps_w")
+RESPONSE_COLUMNS = ("w_max", "pulse", "weight")
 
 
 def responses_path(csv: Path | str) -> Path:
@@ -17,11 +18,11 @@ def responses_path(csv: Path | str) -> Path:
 
 def plot_asymmetry(csv: Path | str, stem: Path | str) -> list[Path]:
     """Two panels from ``asymmetry.csv`` and its ``_responses.csv`` sibling (panel a is left out if absent)."""
-    df = pd.read_csv(csv)
+    df = read_table(csv, COLUMNS, numeric=COLUMNS[1:])
     resp_file = responses_path(csv)
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(9.5, 3.6))
     if resp_file.exists():
-        resp = pd.read_csv(resp_file)
+        resp = read_table(resp_file, RESPONSE_COLUMNS, numeric=RESPONSE_COLUMNS)
         for bound, trace in resp.groupby("w_max"):
             ax_a.plot(trace.pulse, trace.weight, lw=1, label=f"$w_{{max}}$ = {bound:g}")
         ax_a.set_xlabel("pulse number (up, then down)")

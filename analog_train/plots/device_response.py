@@ -12,17 +12,21 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analog_train.plots.common import OUTSIDE, WEIGHT
+from analog_train.plots.common import OUTSIDE, WEIGHT, read_table
 
 
-def _frame(data: pd.DataFrame | str | Path) -> pd.DataFrame:
-    return data if isinstance(data, pd.DataFrame) else pd.read_csv(data)
+RESPONSE_COLUMNS = ("preset", "device_id", "phase", "pulse_index", "weight", "step_up", "step_down", "sp")
+FIT_COLUMNS = ("device_id", "direction", "weight", "step", "model", "used")
+
+
+def _frame(data: pd.DataFrame | str | Path, columns: tuple[str, ...], numeric: tuple[str, ...]) -> pd.DataFrame:
+    return data if isinstance(data, pd.DataFrame) else read_table(data, columns, numeric)
 
 
 def plot_device_response(data: pd.DataFrame | str | Path) -> Figure:
     """One row per preset: (a) N up then N down pulses, (b) alternating pulses with each device's
     SP dashed, (c) noise-free up/down step size vs weight with the SP dotted."""
-    df = _frame(data)
+    df = _frame(data, RESPONSE_COLUMNS, RESPONSE_COLUMNS[3:])
     presets = list(dict.fromkeys(df["preset"]))
     fig = Figure(figsize=(12, 3.2 * len(presets)), layout="constrained")
     axes = fig.subplots(len(presets), 3, squeeze=False)
@@ -49,7 +53,7 @@ def plot_device_response(data: pd.DataFrame | str | Path) -> Figure:
 
 def plot_fit(data: pd.DataFrame | str | Path) -> Figure:
     """Measured step sizes vs weight (grey: left out as possibly clipped) and the fitted law per device."""
-    df = _frame(data)
+    df = _frame(data, FIT_COLUMNS, ("weight", "step", "model"))
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, direction, name in ((axes[0], 1, "up"), (axes[1], -1, "down")):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from analog_train.plots.common import plt, save
+from analog_train.plots.common import plt, read_table, save
 
 
 def _cell(column: str, value: object) -> str:
@@ -30,7 +28,7 @@ def header(column: str) -> str:
 
 def plot_cost_table(csv: Path | str, stem: Path | str) -> list[Path]:
     """One table row per CSV row; every column of the CSV, under a readable header with its unit."""
-    df = pd.read_csv(csv)
+    df = read_table(csv, ("algorithm",))
     cells = [[_cell(c, v) for c, v in zip(df.columns, row)] for row in df.itertuples(index=False)]
     fig, ax = plt.subplots(figsize=(1.5 * len(df.columns), 0.35 * (len(df) + 3)))
     ax.axis("off")

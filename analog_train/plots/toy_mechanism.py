@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 
-from analog_train.plots.common import ALGO_LABELS, OUTSIDE, plt, save
+from analog_train.plots.common import ALGO_LABELS, OUTSIDE, plt, read_table, save
 
 TRACES = {"A": ("A", "tab:blue"), "H": ("H", "tab:green"), "W": ("W", "tab:orange"),
           "p": ("p", "tab:red"), "p_ref": (r"$p_{ref}$", "tab:purple")}
+COLUMNS = ("algo", "reference_offset", "sample", "H")
 
 
 def plot_toy_mechanism(csv: Path | str, stem: Path | str) -> list[Path]:
     """Rows: reference offsets; columns: algorithms. Dots mark reads, grey dashes chopper flips."""
-    df = pd.read_csv(csv)
+    df = read_table(csv, COLUMNS, numeric=COLUMNS[1:])
     algos = list(dict.fromkeys(df.algo))
     offsets = list(dict.fromkeys(df.reference_offset))
     fig, axes = plt.subplots(len(offsets), len(algos), figsize=(4.2 * len(algos), 2.9 * len(offsets)),

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analog_train.plots.common import ALGO_LABELS, plt, save
+from analog_train.plots.common import ALGO_LABELS, plt, read_table, save
+
+COLUMNS = ("algo", "n_states", "sigma_r", "samples", "eps_w")
 
 
 def final_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -18,7 +20,7 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def plot_weight_programming(csv: Path | str, stem: Path | str) -> list[Path]:
     """Heat map per algorithm of ``eps_w`` (%, mean over seeds) from ``weight_programming.csv``."""
-    table = final_table(pd.read_csv(csv))
+    table = final_table(read_table(csv, COLUMNS, numeric=COLUMNS[1:]))
     algos = list(dict.fromkeys(table.index.get_level_values("algo")))
     states = sorted(set(table.index.get_level_values("n_states")))
     sigmas = sorted(set(table.index.get_level_values("sigma_r")))

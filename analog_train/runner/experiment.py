@@ -8,14 +8,17 @@ from the CSV by the matching function of :mod:`analog_train.plots`.
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from analog_train.runner.metrics import package_versions, write_summary
+from analog_train.runner.metrics import common_summary, write_summary
+from analog_train.runner.signals import StopSignals
+from analog_train.runner.status import Outcome
 
 # experiment name -> (runner "module:function", CSV it writes, plot "module:function")
 EXPERIMENTS: dict[str, tuple[str, str, str]] = {
@@ -27,6 +30,8 @@ EXPERIMENTS: dict[str, tuple[str, str, str]] = {
                       "analog_train.plots.toy_mechanism:plot_toy_mechanism"),
 }
 
+log = logging.getLogger(__name__)
+
 
 def resolve_callable(spec: str) -> Callable[..., Any]:
     """``"package.module:function"`` -> the function (imported only when the experiment runs)."""
@@ -35,23 +40,27 @@ def resolve_callable(spec: str) -> Callable[..., Any]:
 
 
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Run ``cfg.experiment.name`` into ``out_dir``; always leaves ``summary.json``."""
+    """Run ``cfg.experiment.name`` into ``out_dir``; always leaves ``summary.json``.
+
+    SIGINT or SIGTERM ends the experiment early as ``interrupted``: the runners stop between
+    samples (:func:`.signals.requested`) and write the rows computed so far; no plot is drawn. An
+    exception ends it as ``failed`` (:mod:`.status`).
+    """
     started = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     runner, csv_name, plotter = EXPERIMENTS[cfg.experiment.name]
-    summary: dict[str, Any] = {"experiment": cfg.experiment.name, "status": "completed"}
-    try:
-        summary.update(resolve_callable(runner)(cfg, out_dir))
-        if cfg.plot:
-            figures = resolve_callable(plotter)(out_dir / csv_name, out_dir / Path(csv_name).stem)
-            summary["figures"] = [str(p) for p in figures]
-    except KeyboardInterrupt:
-        summary["status"] = "interrupted"
-    finally:
-        summary.update({"wall_seconds": round(time.time() - started, 3), "versions": package_versions(),
-                        "config": OmegaConf.to_container(cfg, resolve=True)})
+    results: dict[str, Any] = {"experiment": cfg.experiment.name}
+    with StopSignals() as stop:
+        with Outcome(log) as outcome:
+            if cfg.threads:
+                torch.set_num_threads(cfg.threads)
+            outcome.stage = f"experiment {cfg.experiment.name}"
+            results.update(resolve_callable(runner)(cfg, out_dir))
+            stop.check()  # stopped early: the CSV holds what was computed
+            if cfg.plot:
+                figures = resolve_callable(plotter)(out_dir / csv_name, out_dir / Path(csv_name).stem)
+                results["figures"] = [str(p) for p in figures]
+        summary = {**outcome.record(), **results, **common_summary(started, cfg)}
         write_summary(out_dir, summary)
     return summary

@@ -6,22 +6,30 @@ import csv
 import json
 import os
 import platform
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
 
 class MetricsWriter:
     """Appends epoch rows to ``metrics.csv`` and forces them to disk, so a killed run keeps them.
 
-    Columns: epoch, replica, samples_seen, train_loss, the task's test metrics, lr, seconds, samples_per_s.
+    Columns: epoch, replica, what sets the replica apart (``population``: device keys, repeat),
+    samples_seen, train_loss, the task's test metrics, lr, seconds, samples_per_s.
+    ``rows``: the rows a resumed run had written before its checkpoint (the file starts over with them).
     """
 
-    def __init__(self, out_dir: Path, test_metrics: tuple[str, ...] = ("test_loss", "test_error")) -> None:
+    def __init__(self, out_dir: Path, test_metrics: tuple[str, ...] = ("test_loss", "test_error"),
+                 rows: Sequence[dict[str, Any]] = (), replica_columns: tuple[str, ...] = ()) -> None:
         self.path = Path(out_dir) / "metrics.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("w", newline="")
-        columns = ("epoch", "replica", "samples_seen", "train_loss", *test_metrics, "lr", "seconds", "samples_per_s")
+        columns = ("epoch", "replica", *replica_columns, "samples_seen", "train_loss", *test_metrics, "lr", "seconds",
+                   "samples_per_s")
         self._writer = csv.DictWriter(self._file, fieldnames=columns)
         self._writer.writeheader()
+        self._writer.writerows(rows)
         self._flush()
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -55,3 +63,28 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def hydra_job(cfg: DictConfig) -> dict[str, Any]:
+    """The Hydra job this process runs: config-group choices (in the order of ``cfg``'s keys),
+    command-line overrides and, in a sweep, the job number (empty outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return {}
+    hydra = HydraConfig.get()
+    keys = list(cfg)
+    groups = sorted((k for k in hydra.runtime.choices if not k.startswith("hydra/")),
+                    key=lambda k: keys.index(k) if k in keys else len(keys))
+    out: dict[str, Any] = {"choices": {k: hydra.runtime.choices[k] for k in groups},
+                           "overrides": list(hydra.overrides.task)}
+    if hydra.mode == RunMode.MULTIRUN:
+        out["job"] = int(hydra.job.num)
+    return out
+
+
+def common_summary(started: float, cfg: DictConfig) -> dict[str, Any]:
+    """What every summary ends with: wall time, the Hydra job, versions and the resolved config."""
+    return {"wall_seconds": round(time.time() - started, 3), **hydra_job(cfg), "versions": package_versions(),
+            "config": OmegaConf.to_container(cfg, resolve=True)}

@@ -21,6 +21,7 @@ import torch
 
 from analog_train.algorithms import build_algorithm
 from analog_train.config import DeviceConfig, UpdateConfig, experiment_algo, make_device
+from analog_train.runner import signals
 
 TOY_DEVICE = make_device(
     "soft_bounds", n_states=40, w_max=1.0, w_min=-1.0, w_max_dtod=0.3, w_min_dtod=0.3, dw_min_dtod=0.3,
@@ -58,6 +59,7 @@ def toy_mechanism(
     starts A at its symmetry point (paper Fig. 2B), so the offset is purely one of R. Both give the
     paper's outcome (4 replicas x 5 diagonal elements, 4000 samples, mean diagonal W without / with
     offset -0.8: TTv2 -0.59 / +0.38 (wrong way), c-TTv2 -0.55 / -0.54, AGAD -0.77 / -0.79).
+    A SIGINT or SIGTERM (:mod:`.signals`) ends it early with the rows traced so far.
     """
     device = device or TOY_DEVICE
     update = update or UpdateConfig(desired_bl=5)
@@ -76,6 +78,8 @@ def toy_mechanism(
             if a_start == "sp":  # A at its symmetry point: the reads start at SP - R = -offset
                 alg.A.set_weights(alg.A.symmetry_point(), alg.generator)
             for t in range(samples):
+                if signals.requested():  # stopped: keep the traces so far
+                    return pd.DataFrame(rows, columns=COLUMNS)
                 chop = float(alg.c_in[0, 0])
                 alg.update(x_all[t].view(1, 1, -1), -d_all[t].view(1, 1, -1), lr)
                 alg.post_step()

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from analog_train.algorithms import AnalogAlgorithm, build_algorithm
 from analog_train.config import AlgoConfig, DeviceConfig, ExperimentConfig, experiment_algo, to_object
+from analog_train.runner import signals
 from analog_train.seeding import derived_seed
 
 COLUMNS = ["algo", "n_states", "sigma_r", "seed", "samples", "eps_w"]
@@ -68,7 +69,10 @@ def rms_error(w: Tensor, target: Tensor) -> Tensor:
 def program_weights(
     algorithm: AnalogAlgorithm, target: Tensor, samples: int, lr: float, log_every: int, data_gen: torch.Generator
 ) -> list[tuple[int, Tensor]]:
-    """Single-sample pulsed SGD on the MSE toward ``target``; ``(samples seen, eps_w (P,))`` checkpoints."""
+    """Single-sample pulsed SGD on the MSE toward ``target``; ``(samples seen, eps_w (P,))`` checkpoints.
+
+    A SIGINT or SIGTERM (:mod:`.signals`) ends it early, with a last checkpoint at the sample reached.
+    """
     p, n_out, n_in = algorithm.weight.shape
     dev = algorithm.weight.device
     algorithm.set_weights(torch.zeros(p, n_out, n_in, device=dev))
@@ -79,8 +83,11 @@ def program_weights(
         d = torch.bmm(x, (algorithm.weight - target).transpose(1, 2))  # (P, 1, out): dL/dy of the MSE
         algorithm.update(x, d, lr)
         algorithm.post_step()
-        if t % log_every == 0 or t == samples:
+        stop = signals.requested()
+        if t % log_every == 0 or t == samples or stop:
             log.append((t, rms_error(algorithm.weight, target)))
+        if stop:
+            break
     return log
 
 
@@ -102,7 +109,9 @@ def run_grid(
         algorithm = build_population(algo, a_cfgs, c_cfgs, shape, update, construction, run, cfg.torch_device)
         for samples, eps in program_weights(algorithm, target, exp.samples, exp.lr, exp.log_every, data_gen):
             rows += [{"algo": name, **point, "samples": samples, "eps_w": float(e)} for point, e in zip(points, eps)]
-    return pd.DataFrame(rows)
+        if signals.requested():  # stopped: the algorithms so far
+            break
+    return pd.DataFrame(rows, columns=[*points[0], "algo", "samples", "eps_w"] if points else None)
 
 
 def weight_programming(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
