@@ -90,9 +90,9 @@ def figures(
     out: Path = typer.Option(Path("figures"), help="folder for PNG, PDF and the CSV behind each figure"),
     paper_scale: bool = typer.Option(False, "--paper-scale", help="experiment.scale=paper (hours, not minutes)"),
     smoke: bool = typer.Option(False, "--smoke", help="tiny grids and few samples (seconds; for tests)"),
-    only: Optional[str] = typer.Option(None, help="comma-separated subset of fig2,fig3,fig4,fig6,table1"),
+    only: Optional[str] = typer.Option(None, help="comma-separated subset of fig2,fig3,fig4,fig5,fig6,table1"),
 ) -> None:
-    """Regenerate the paper's figures (Figs. 2, 3, 4, 6 and Table 1) at reduced or paper scale."""
+    """Regenerate the paper's figures (Figs. 2-6, Table 1) at reduced or paper scale; reuse what is done."""
     from analog_train.figures import ExperimentEnded, make_figures
     from analog_train.runner.status import EXIT_CODES
 
@@ -109,7 +109,7 @@ def figures(
 
 @app.command()
 def plot(
-    figure: str = typer.Argument(..., help="fig2 | fig3 | fig4 | fig6 | table1"),
+    figure: str = typer.Argument(..., help="fig2 | fig3 | fig4 | fig5 | fig6 | table1"),
     csv: Path = typer.Argument(..., exists=True, dir_okay=False, help="the CSV an experiment or `figures` wrote"),
     out: Optional[Path] = typer.Option(None, help="output path without suffix (default: next to the CSV)"),
 ) -> None:

@@ -24,7 +24,8 @@ from analog_train.config.devices import (
 )
 from analog_train.config.rules import ConfigError, FieldInfo, Rule, field_infos
 from analog_train.config.run import (
-    DATASETS, EXPERIMENTS, MODELS, Config, DataConfig, ExperimentConfig, ModelConfig, TrainConfig, WarAndPeaceData,
+    DATASETS, EXPERIMENTS, MODELS, TRAINING_EXPERIMENTS, Config, DataConfig, ExperimentConfig, ModelConfig, TrainConfig,
+    WarAndPeaceData,
 )
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
     "ConstantStepDevice", "DATASETS", "DEVICE_FAMILIES", "DataConfig", "DeviceConfig", "EXPERIMENTS", "ExpStepDevice",
     "ExperimentConfig", "FPConfig", "FieldInfo", "GENERIC", "IOConfig", "LinearStepDevice", "MODELS", "ModelConfig",
     "PiecewiseStepDevice", "PowStepDevice", "Rule", "SGDConfig", "SoftBoundsDevice", "TRANSFER_ALGORITHMS", "TTv2Config",
-    "TrainConfig", "TransferConfig", "UpdateConfig", "WarAndPeaceData", "build_algo", "build_device", "check_algo_arrays", "check_arrays", "check_run",
+    "TRAINING_EXPERIMENTS", "TrainConfig", "TransferConfig", "UpdateConfig", "WarAndPeaceData", "build_algo", "build_device", "check_algo_arrays", "check_arrays", "check_run",
     "compose_config", "compose_raw", "device_presets", "experiment_algo", "field_infos", "load_algo_yaml", "make_algo",
     "make_device", "one_line", "register_configs", "to_object", "validate",
 ]

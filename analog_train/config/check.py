@@ -132,6 +132,12 @@ def check_experiment(exp: ExperimentConfig, values: Mapping[str, Any]) -> None:
         algo = experiment_algo(name, exp.algo_overrides, "experiment.algo_overrides")
         if name in exp.algos:
             check_arrays(algo, asdict(fast), "experiment.algo_overrides")
+    for label, variant in exp.variants.items():  # a variant's own keys belong to its algorithm
+        name, own = exp.algorithm_of(label)
+        for key in own:
+            if key not in keys_of(ALGORITHMS[name]):
+                raise unknown_key(f"experiment.variants.{label}.{key}", keys_of(ALGORITHMS[name]), f"algo={name}")
+        experiment_algo(name, {**exp.algo_overrides, **own}, f"experiment.variants.{label}")
     if exp.paper:
         build(ExperimentConfig, {**_experiment_values(values), **exp.paper}, "experiment.paper", where="experiment")
 

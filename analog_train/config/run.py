@@ -160,7 +160,8 @@ class TrainConfig:
                                             doc="clip the digital parameters' gradient norm")
 
 
-EXPERIMENTS = ("weight_programming", "asymmetry", "toy_mechanism")
+EXPERIMENTS = ("weight_programming", "asymmetry", "toy_mechanism")  # runners of runner/experiment.py
+TRAINING_EXPERIMENTS = ("fig5",)  # experiments that are training runs (runner/fig5.py sets them up)
 
 
 @dataclass
@@ -171,11 +172,11 @@ class ExperimentConfig:
     holds the overrides that ``scale=paper`` applies.
     """
 
-    name: str = param("", choices=EXPERIMENTS, doc="the runner")
+    name: str = param("", choices=EXPERIMENTS + TRAINING_EXPERIMENTS, doc="the runner")
     scale: str = param("reduced", choices=("reduced", "paper"), doc="paper: apply the paper block")
     paper: dict[str, Any] = param({}, doc="experiment keys that scale=paper changes")
-    algos: list[str] = param(["sgd", "ttv2", "cttv2", "agad"], choices=tuple(a for a in ANALOG_ALGORITHMS),
-                             doc="analog algorithms to run")
+    algos: list[str] = param(["sgd", "ttv2", "cttv2", "agad"], doc="analog algorithms (or variants) to run")
+    variants: dict[str, dict[str, Any]] = param({}, doc="named algorithm variants: {label: {name: <algo>, <key>: ...}}")
     size: int = param(20, ge=1, doc="layer size (size x size)")
     target_std: float = param(0.3, gt=0.0, le=1e3, unit="weight", doc="std of the target matrix")
     samples: int = param(4000, ge=1, doc="samples per algorithm")
@@ -192,6 +193,24 @@ class ExperimentConfig:
     weight_device: dict[str, Any] = param({}, doc="device keys of the weight array C, on top of fast_device")
     alpha: float = param(0.4, ge=0.0, le=1.0, doc="toy: gradient share of d")
     reference_offsets: list[float] = param([0.0, -0.8], ge=-1e3, le=1e3, unit="weight", doc="toy: offsets of R")
+    # fig5 (a training run): the run's data subsets and epochs; replicas over n_states or reference_std
+    train_subset: Optional[int] = param(None, ge=1, null="the whole training set", doc="fig5: training samples")
+    test_subset: Optional[int] = param(None, ge=1, null="the whole test set", doc="fig5: test samples")
+    epochs: int = param(1, ge=1, doc="fig5: passes over the training samples")
+    vary: str = param("reference_std", choices=("reference_std", "n_states"), doc="fig5: the device key of the replicas")
+
+    def relations(self) -> Iterator[Relation]:
+        for label in self.algos:
+            yield "algos", self.algos, label in ANALOG_ALGORITHMS or label in self.variants, \
+                f"entries must be analog algorithms ({', '.join(ANALOG_ALGORITHMS)}) or variants ({', '.join(self.variants) or 'none'})"
+        for label, variant in self.variants.items():
+            yield f"variants.{label}", variant, isinstance(variant, dict) and variant.get("name") in ANALOG_ALGORITHMS, \
+                f"must name its algorithm: {{name: <one of {', '.join(ANALOG_ALGORITHMS)}>, ...}}"
+
+    def algorithm_of(self, label: str) -> tuple[str, dict[str, Any]]:
+        """The algorithm behind an ``algos`` entry and the settings its variant adds (none for a plain name)."""
+        variant = dict(self.variants.get(label, {"name": label}))
+        return variant.pop("name"), variant
 
 
 @dataclass

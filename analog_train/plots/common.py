@@ -12,8 +12,10 @@ matplotlib.use("Agg")  # figures are files; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-ALGO_LABELS = {"sgd": "in-memory SGD", "ttv2": "TTv2", "cttv2": "c-TTv2", "agad": "AGAD", "fp": "FP SGD"}
-ALGO_COLORS = {"sgd": "tab:gray", "ttv2": "tab:blue", "cttv2": "tab:orange", "agad": "tab:green"}
+ALGO_LABELS = {"sgd": "in-memory SGD", "ttv2": "TTv2", "cttv2": "c-TTv2", "cttv2_regular": "c-TTv2 (regular choppers)",
+               "agad": "AGAD", "fp": "FP SGD"}
+ALGO_COLORS = {"sgd": "tab:gray", "ttv2": "tab:blue", "cttv2": "tab:orange", "cttv2_regular": "tab:brown",
+               "agad": "tab:green", "fp": "tab:red"}
 WEIGHT = "weight [norm. conductance]"  # the axis label of weights: the mean device spans about [-1, 1]
 OUTSIDE = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # a legend beside its axes, off the data
 

@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from analog_train.config import ConfigError, validate
+from analog_train.runner.fig5 import is_training_experiment, training_run
 from analog_train.runner.logs import job_log_files, log_end, log_start, log_to_file, log_traceback
 from analog_train.runner.metrics import common_summary, hydra_job, write_summary
 from analog_train.runner.rundir import RunDirTaken, claim, previous_status, release
@@ -76,7 +77,8 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: bool) -> JobEnd:
 
 def _run(cfg: DictConfig, out_dir: Path, sweep: bool) -> JobEnd:
     started = time.time()
-    experiment = bool(cfg.get("experiment"))  # plain runs: an empty node before validation, None after
+    # plain runs: an empty node before validation, None after; Fig. 5's jobs are training runs
+    experiment = bool(cfg.get("experiment")) and not is_training_experiment(cfg)
     if sweep:
         before = previous_status(out_dir)
         if before in FINAL:
@@ -91,6 +93,8 @@ def _run(cfg: DictConfig, out_dir: Path, sweep: bool) -> JobEnd:
               {k: v for k, v in hydra_job(cfg).get("choices", {}).items() if v is not None})
     with Outcome(log) as checks:
         validate(cfg)
+        if is_training_experiment(cfg):
+            cfg = training_run(cfg)
         require_torch_device(cfg.torch_device)
     if checks.status != COMPLETED:
         summary = {**checks.record(), **common_summary(started, cfg)}

@@ -24,7 +24,7 @@ def toy_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         samples=exp.samples, alpha=exp.alpha, reference_offsets=list(exp.reference_offsets), algos=list(exp.algos),
         lr=exp.lr, size=exp.size, seed=cfg.seed, construction_seed=cfg.construction_seed,
         device=replace(to_object(cfg.device), **exp.fast_device), update=to_object(cfg["update"]),
-        algo_overrides=exp.algo_overrides,
+        algo_overrides=exp.algo_overrides, variants=exp.variants,
     )
     path = Path(out_dir) / "toy_mechanism.csv"
     df.to_csv(path, index=False)

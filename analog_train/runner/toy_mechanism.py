@@ -47,6 +47,7 @@ def toy_mechanism(
     device: DeviceConfig | None = None,
     update: UpdateConfig | None = None,
     algo_overrides: Mapping[str, Any] | None = None,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
     a_start: str = "reference",
 ) -> pd.DataFrame:
     """Traces of element (0, 0), one row per algorithm, offset and sample (tidy).
@@ -68,8 +69,9 @@ def toy_mechanism(
     x_all = -big_x
     d_all = alpha * big_x + (1.0 - alpha) * torch.randn(samples, size, generator=data)
     rows: list[dict[str, Any]] = []
-    for name in algos:
-        algo = experiment_algo(name, {**TOY_ALGO, **dict(algo_overrides or {})})
+    for name in algos:  # an algorithm, or a label of ``variants`` ({name: <algorithm>, <key>: ...})
+        own = dict((variants or {}).get(name, {"name": name}))
+        algo = experiment_algo(own.pop("name"), {**TOY_ALGO, **dict(algo_overrides or {}), **own})
         for offset in reference_offsets:
             alg = build_algorithm(algo, replace(device, reference_mean=offset), (size, size), update,
                                   torch.Generator().manual_seed(construction_seed),

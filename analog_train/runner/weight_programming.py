@@ -101,8 +101,9 @@ def run_grid(
     target_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 6))
     target = exp.target_std * torch.randn(shape, generator=target_gen)
     rows = []
-    for name in exp.algos:
-        algo = experiment_algo(name, exp.algo_overrides)
+    for name in exp.algos:  # an algorithm or a named variant (e.g. c-TTv2 with regular choppers)
+        base, own = exp.algorithm_of(name)
+        algo = experiment_algo(base, {**exp.algo_overrides, **own})
         construction = torch.Generator().manual_seed(derived_seed(cfg.construction_seed, 0, 2))
         run = torch.Generator(device=cfg.torch_device).manual_seed(derived_seed(cfg.seed, 0, 3))
         data_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 5))
