@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export ANALOG_TRAIN_DATA ?= $(abspath ../shared/data)
 
-.PHONY: help install run test test-slow figures bench clean
+.PHONY: help install run test test-slow figures report bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,17 +23,22 @@ install: $(BIN)/analog-train  ## create .venv and install the package with its t
 run: install  ## the main job: FC on MNIST with AGAD on the ReRAM preset (analog-train's defaults)
 	$(BIN)/analog-train
 
-test: install  ## the default test suite (under 10 minutes on 2 cores)
+test: install  ## the default test suite (about 10-15 minutes on 2 cores)
 	$(BIN)/pytest -q
 
 test-slow: install  ## the slow tier (long training runs)
 	$(BIN)/pytest -q -m slow
 
-figures: install  ## paper Figs. 2, 3, 4, 6 and Table 1 (PNG, PDF, CSV) into figures/ (~3 min; PAPER=1: paper scale)
+figures: install  ## paper Figs. 2-6, Table 1 (PNG, PDF, CSV) and REPORT.md into figures/ (~30 min; reuses what is done; PAPER=1: paper scale)
 	$(BIN)/analog-train figures --out figures $(if $(PAPER),--paper-scale)
 
-bench: install  ## s per 60k MNIST samples of fp, sgd (fast, exact), ttv2, cttv2, agad; ratios to fp
-	$(BIN)/analog-train bench
+report: install  ## figures/REPORT.md again from the CSVs in figures/ (no simulation)
+	$(BIN)/analog-train report --figures figures
+
+bench: install  ## speed of every algorithm beside the same network in torch: FC, LeNet-5, LSTM (ratios, peak memory)
+	$(BIN)/analog-train bench --model fc --exact
+	$(BIN)/analog-train bench --model lenet5
+	$(BIN)/analog-train bench --model lstm
 
 clean:  ## remove run outputs, figures and caches, numba's compiled kernels included (keeps .venv)
 	rm -rf outputs multirun figures .pytest_cache

@@ -24,7 +24,7 @@ def test_a_panel_job_is_a_training_run_with_replicas_over_its_grid(panel, vary, 
     run = training_run(cfg)
     assert run.experiment is None
     assert dict(run.population.device) == {vary: values} and run.population.repeats == 2
-    assert (run.data.train_subset, run.data.test_subset, run.train.epochs) == (8000, 2000, 3)
+    assert (run.data.train_subset, run.data.test_subset, run.train.epochs) == (6000, 2000, 3)
     assert run.device.family == "soft_bounds" and run.device.subtract_symmetry_point
     paper = compose_raw([f"experiment={panel}", "algo=agad", "experiment.scale=paper"])
     validate(paper)
