@@ -129,6 +129,17 @@ def row_of(folder: Path, section: str, claim: str):
     return row
 
 
+def test_the_report_reads_the_columns_the_experiments_write():
+    from analog_train import report
+    from analog_train.runner import asymmetry, cost, toy_mechanism, weight_programming
+
+    assert set(report.FIG3_COLUMNS) <= set(toy_mechanism.COLUMNS)
+    assert set(report.FIG4_COLUMNS) <= set(weight_programming.COLUMNS)
+    assert set(report.FIG6_COLUMNS) <= set(asymmetry.COLUMNS)
+    assert set(report.TABLE1_COLUMNS) - {"setting"} <= set(cost.COLUMNS)  # figures.py adds the setting
+    assert set(report.PAPER_TIME_NS) == set(cost.ALGORITHMS)
+
+
 def test_pooled_std_weights_by_degrees_of_freedom_and_needs_two_seeds():
     a, b = Spread.of([1.0, 2.0, 3.0]), Spread.of([0.0, 4.0])  # variances 1 (2 dof) and 8 (1 dof)
     assert pooled_std([a, b]) == pytest.approx(((2 * 1 + 1 * 8) / 3) ** 0.5)
