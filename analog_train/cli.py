@@ -125,6 +125,22 @@ def plot(
     typer.echo("wrote " + ", ".join(str(p) for p in files))
 
 
+@app.command()
+def report(
+    figures: Path = typer.Option(Path("figures"), help="the folder `analog-train figures` wrote (its CSVs)"),
+    out: Optional[Path] = typer.Option(None, help="the report file (default: <figures>/REPORT.md)"),
+) -> None:
+    """Which of the paper's claims hold: REPORT.md computed from the CSVs of a figures folder."""
+    from analog_train.report import write_report
+
+    try:
+        path = write_report(figures, out)
+    except OSError as err:  # no such figures folder, a report path that cannot be written
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    typer.echo(f"wrote {path}")
+
+
 app.add_typer(devices_app, name="devices")
 
 SUBCOMMANDS = frozenset(typer.main.get_command(app).commands)  # type: ignore[attr-defined]

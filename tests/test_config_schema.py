@@ -103,9 +103,10 @@ def test_a_plain_run_has_no_experiment_settings(monkeypatch, capsys):
 def test_help_lists_the_subcommands_and_typos_get_a_suggestion(tmp_path):
     proc = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0
-    for command in ("bench", "cost", "devices", "figures", "plot"):
+    for command in ("bench", "cost", "devices", "figures", "plot", "report"):
         assert f"\n  {command} " in proc.stdout
     assert "== Configuration groups ==" in proc.stdout and "_schema" not in proc.stdout
     proc = subprocess.run([SCRIPT, "device", "list"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: 'device' is not a command; did you mean 'devices'? (commands: bench, cost, devices, figures, plot)"]
+        "error: 'device' is not a command; did you mean 'devices'? "
+        "(commands: bench, cost, devices, figures, plot, report)"]
