@@ -144,7 +144,11 @@ def make_figures(
         files = [csv, *sorted(out.glob(f"{fig}_*.csv")), *plotter(fig)(csv, out / fig)]
         log("wrote " + ", ".join(str(p) for p in files))
         written += files
-    return written
+    from analog_train.report import write_report
+
+    report = write_report(out)  # from every figure CSV in the folder, this run's and earlier ones
+    log(f"wrote {report}")
+    return [*written, report]
 
 
 def _done(run_dir: Path, cfg: DictConfig) -> bool:

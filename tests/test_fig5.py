@@ -75,6 +75,7 @@ def test_figures_run_again_reuse_the_fig5_jobs_that_completed(tmp_path, monkeypa
     assert len(jobs) == 3 and all(json.loads(p.read_text())["status"] == "completed" for p in jobs)
     stamps = {p: p.stat().st_mtime_ns for p in jobs}
     first = pd.read_csv(tmp_path / "fig5.csv")
+    assert "Fig. 5" in (tmp_path / "REPORT.md").read_text()  # the report follows every figures run
     figures.make_figures(tmp_path, smoke=True, only=["fig5"], log=lambda line: None)
     assert {p: p.stat().st_mtime_ns for p in jobs} == stamps  # no job ran again
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fig5.csv"), first)

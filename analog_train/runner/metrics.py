@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -85,6 +86,17 @@ def hydra_job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def common_summary(started: float, cfg: DictConfig) -> dict[str, Any]:
-    """What every summary ends with: wall time, the Hydra job, versions and the resolved config."""
-    return {"wall_seconds": round(time.time() - started, 3), **hydra_job(cfg), "versions": package_versions(),
-            "config": OmegaConf.to_container(cfg, resolve=True)}
+    """What every summary ends with: wall time, the process's peak memory, the Hydra job, versions and the
+    resolved config."""
+    return {"wall_seconds": round(time.time() - started, 3), "peak_memory_mib": peak_memory_mib(), **hydra_job(cfg),
+            "versions": package_versions(), "config": OmegaConf.to_container(cfg, resolve=True)}
+
+
+def peak_memory_mib() -> float | None:
+    """The peak resident memory of this process so far (None where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB elsewhere
