@@ -1,9 +1,9 @@
 """Where numba keeps this package's compiled kernels, and when a cached kernel is out of date.
 
 numba's own cache locators (:mod:`numba.core.caching`) fail this package in two ways. They stamp a
-cached function with its own source file only, so after an edit of ``devices/kernels.py`` the cached
-``algorithms/transfer_kernel.fused_update``, which inlines the device update, would keep running the
-old code. And where neither the package folder nor the user's home is writable (a read-only
+cached function with its own source file only, so after an edit of ``devices/kernels.py`` (or of an
+algorithm's ``buffer_rule``) the cached ``transfer_step`` of an algorithm, which inlines both, would
+keep running the old code. And where neither the package folder nor the user's home is writable (a read-only
 install, a service account) no locator applies and importing a kernel module fails.
 
 :func:`register` puts the locators below in front of numba's for every function defined in this
