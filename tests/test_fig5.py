@@ -32,6 +32,18 @@ def test_a_panel_job_is_a_training_run_with_replicas_over_its_grid(panel, vary, 
     assert run.data.train_subset is None and run.train.epochs == 10 and run.population.repeats == 3
 
 
+def test_the_fp_baseline_trains_at_its_own_learning_rate_and_the_analog_jobs_at_the_panels():
+    """``experiment.fp_lr`` sets the FP line's lr only (the LSTM's digital lr diverges on analog tiles)."""
+    def run(*overrides: str):
+        cfg = compose_raw(list(overrides))
+        validate(cfg)
+        return training_run(cfg)
+
+    assert (run("experiment=fig5_lstm", "algo=fp").train.lr, run("experiment=fig5_lstm", "algo=agad").train.lr) == \
+        (1.0, 0.1)
+    assert run("experiment=fig5_lenet", "algo=fp").train.lr == 0.1  # no fp_lr: the panel's schedule for every algorithm
+
+
 def fake_job(root: Path, name: str, algo: str, sp: bool, rows: list[dict], status: str = "completed") -> None:
     job = root / name
     job.mkdir(parents=True)

@@ -198,6 +198,8 @@ class ExperimentConfig:
     test_subset: Optional[int] = param(None, ge=1, null="the whole test set", doc="fig5: test samples")
     epochs: int = param(1, ge=1, doc="fig5: passes over the training samples")
     vary: str = param("reference_std", choices=("reference_std", "n_states"), doc="fig5: the device key of the replicas")
+    fp_lr: Optional[float] = param(None, gt=0.0, le=1e3, null="the run's train.lr",
+                                   doc="fig5: learning rate of the FP baseline (algo=fp), the digital network's own")
 
     def relations(self) -> Iterator[Relation]:
         for label in self.algos:

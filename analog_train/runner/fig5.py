@@ -3,7 +3,8 @@ reference offset sigma_r (panels B, C, D) or against the device's number of stat
 
 A Fig. 5 job is an ordinary training run. Its experiment keys (``conf/experiment/fig5_*.yaml``)
 only set the run up: the data subsets and epochs (``experiment.scale=paper``: the YAML's ``paper``
-block), and one replica per grid value and seed on the population axis
+block), the FP baseline's own learning rate (``fp_lr``, where the analog one does not suit the
+digital network), and one replica per grid value and seed on the population axis
 (``population.device={<vary>: [...]}``, ``population.repeats=seeds``), so that a whole column of the
 figure trains as one network of ``P`` replicas in one process. The figure's other axes (the
 algorithm, A's symmetry point subtracted or not) are a sweep over jobs, e.g.::
@@ -44,6 +45,8 @@ def training_run(cfg: DictConfig) -> DictConfig:
         run.data.train_subset = exp.train_subset
         run.data.test_subset = exp.test_subset
         run.train.epochs = exp.epochs
+        if cfg.algo.name == "fp" and exp.fp_lr is not None:
+            run.train.lr = exp.fp_lr
         run.population = {"device": {exp.vary: values}, "repeats": exp.seeds}
         run.experiment = None
     validate(run)
