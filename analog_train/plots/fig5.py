@@ -48,8 +48,11 @@ def _panel(ax: plt.Axes, df: pd.DataFrame, panel: str) -> None:
     fp = rows[rows.algo == "fp"][metric]
     if len(fp):
         ax.axhline(fp.mean(), color=ALGO_COLORS["fp"], linestyle=":", label=ALGO_LABELS["fp"])
-    if x == "n_states":
+    if x == "n_states":  # log axis, ticks at the grid's own values
         ax.set_xscale("log", base=2)
+        states = sorted(rows[x].dropna().unique())
+        ax.set_xticks(states, [f"{s:g}" for s in states])
+        ax.minorticks_off()
 
 
 def plot_fig5(csv: Path | str, stem: Path | str) -> list[Path]:
