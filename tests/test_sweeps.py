@@ -7,6 +7,7 @@ workers, Ctrl-C on a sequential sweep skipped only the current job, a re-run rec
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -99,6 +100,26 @@ def test_ctrl_c_stops_a_sequential_sweep_and_a_rerun_skips_and_resumes(tmp_path:
     assert 1 <= resumed["resumed_after_epochs"][0] < 100
     assert pd.read_csv(sweep / "1" / "metrics.csv")["epoch"].tolist() == list(range(1, 101))
     assert pd.read_csv(sweep / "results.csv")["status"].tolist() == ["completed"] * 3
+
+
+def test_a_rerun_after_a_config_edit_runs_the_job_again_and_keeps_the_earlier_results(tmp_path: Path) -> None:
+    """Same overrides, other config (a YAML edited in between): the finished job is not taken as done."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "algo=fp", "train.epochs=1", "threads=1", *FAST, f"hydra.sweep.dir={sweep}"]
+    assert run_cli(tmp_path, *args).returncode == 0
+    job = sweep / "0"
+    earlier = summary(job)
+    earlier["config"]["train"]["lr"] = 0.5  # as if the YAML had said lr 0.5 when the job ran
+    (job / "summary.json").write_text(json.dumps(earlier))
+    rerun = run_cli(tmp_path, *args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "skipped" not in rerun.stdout
+    assert f"config changed since it ran (train.lr=0.5, now {summary(job)['config']['train']['lr']})" in rerun.stdout
+    [kept] = job.glob("superseded-*")
+    assert json.loads((kept / "summary.json").read_text())["config"]["train"]["lr"] == 0.5
+    assert (kept / "metrics.csv").is_file() and summary(job)["status"] == "completed"
+    again = run_cli(tmp_path, *args)  # now it is the same job: skipped
+    assert "skipped: this job completed before" in again.stdout
 
 
 def test_a_sweep_directory_of_other_overrides_is_refused(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -104,14 +104,23 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], where: Path) -> None:
-    """Refuse to resume under a config that would change the numbers (one line naming the key)."""
+def changed_key(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Optional[tuple[str, Any, Any]]:
+    """The first key (sorted) whose value would change the numbers, with its saved and current value."""
     old, new = _flat(saved), _flat(current)
     for key in sorted(set(old) | set(new)):
         if key not in RESUMABLE_KEYS and old.get(key) != new.get(key):
-            raise ConfigError(f"resume={where}: {key}={new.get(key)} but the run was made with {key}={old.get(key)} "
-                              f"(a resumed run keeps its config; only {', '.join(k for k in RESUMABLE_KEYS if k != 'resume')} "
-                              "may change)")
+            return key, old.get(key), new.get(key)
+    return None
+
+
+def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], where: Path) -> None:
+    """Refuse to resume under a config that would change the numbers (one line naming the key)."""
+    changed = changed_key(saved, current)
+    if changed is not None:
+        key, was, now = changed
+        raise ConfigError(f"resume={where}: {key}={now} but the run was made with {key}={was} "
+                          f"(a resumed run keeps its config; only {', '.join(k for k in RESUMABLE_KEYS if k != 'resume')} "
+                          "may change)")
 
 
 def _load(run_dir: Path) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 A single run's directory was claimed before Hydra wrote into it (:class:`.rundir.ClaimRunDir`). A
 sweep job claims its own; finds it done (completed or diverged: skipped) or interrupted (resumed
-from its checkpoint); sets its torch threads so that parallel jobs share the cores. Then the
+from its checkpoint) if the job ran before with the same config, and otherwise moves the earlier
+results aside and runs afresh; sets its torch threads so that parallel jobs share the cores. Then the
 config is validated and the torch device checked, before any data is loaded: an invalid point of a
 sweep becomes a ``failed`` job and the sweep goes on; a single run exits 2 with one line. Last,
 the train loop or a paper experiment runs, and the job logs how it ended.
@@ -24,7 +25,7 @@ from analog_train.config import ConfigError, validate
 from analog_train.runner.fig5 import is_training_experiment, training_run
 from analog_train.runner.logs import job_log_files, log_end, log_start, log_to_file, log_traceback
 from analog_train.runner.metrics import common_summary, hydra_job, write_summary
-from analog_train.runner.rundir import RunDirTaken, claim, previous_status, release
+from analog_train.runner.rundir import RunDirTaken, claim, earlier_config_change, previous_status, release, set_aside
 from analog_train.runner.signals import StopSignals
 from analog_train.runner.status import COMPLETED, EXIT_CODES, FAILED, INTERRUPTED, Outcome, exit_code_of
 from analog_train.runner.sweep_control import stopping, threads_per_job
@@ -79,23 +80,28 @@ def _run(cfg: DictConfig, out_dir: Path, sweep: bool) -> JobEnd:
     started = time.time()
     # plain runs: an empty node before validation, None after; Fig. 5's jobs are training runs
     experiment = bool(cfg.get("experiment")) and not is_training_experiment(cfg)
-    if sweep:
-        before = previous_status(out_dir)
-        if before in FINAL:
-            log.info("skipped: this job %s before -> %s", before, out_dir)
-            return JobEnd(before, 0)
+    before = previous_status(out_dir) if sweep else None
+    if sweep and cfg.threads is None:
         with open_dict(cfg):
-            if before is not None and not experiment and (out_dir / "checkpoint.pt").is_file():
-                cfg.resume = str(out_dir)
-            if cfg.threads is None:
-                cfg.threads = threads_per_job(HydraConfig.get())
-    log_start(log, f"experiment {cfg.experiment.name}" if experiment else "train", out_dir,
-              {k: v for k, v in hydra_job(cfg).get("choices", {}).items() if v is not None})
+            cfg.threads = threads_per_job(HydraConfig.get())
+    choices = {k: v for k, v in hydra_job(cfg).get("choices", {}).items() if v is not None}
     with Outcome(log) as checks:
         validate(cfg)
         if is_training_experiment(cfg):
             cfg = training_run(cfg)
         require_torch_device(cfg.torch_device)
+    if before is not None:  # a sweep job that ran before: the same job is skipped or resumed
+        change = earlier_config_change(out_dir, cfg) if checks.status == COMPLETED else "an invalid config now"
+        if change is None and before in FINAL:
+            log.info("skipped: this job %s before -> %s", before, out_dir)
+            return JobEnd(before, 0)
+        if change is None and not experiment and (out_dir / "checkpoint.pt").is_file():
+            with open_dict(cfg):
+                cfg.resume = str(out_dir)
+        elif change is not None:
+            log.warning("this job's config changed since it ran (%s): its earlier results moved to %s",
+                        change, set_aside(out_dir))
+    log_start(log, f"experiment {cfg.experiment.name}" if experiment else "train", out_dir, choices)
     if checks.status != COMPLETED:
         summary = {**checks.record(), **common_summary(started, cfg)}
         write_summary(out_dir, summary)

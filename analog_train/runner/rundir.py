@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,7 +29,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from analog_train.config import ConfigError, validate
-from analog_train.runner.checkpoint import CHECKPOINT, check_same_run, saved_config
+from analog_train.runner.checkpoint import CHECKPOINT, changed_key, check_same_run, saved_config
 
 LOCK = "run.lock"
 SUMMARY = "summary.json"
@@ -127,6 +128,37 @@ def previous_status(run_dir: Path) -> Optional[str]:
         return str(json.loads((Path(run_dir) / SUMMARY).read_text())["status"])
     except (OSError, ValueError, KeyError):
         return "unfinished" if (Path(run_dir) / CHECKPOINT).is_file() else None
+
+
+def earlier_config_change(run_dir: Path, task_cfg: DictConfig) -> Optional[str]:
+    """How the run found in ``run_dir`` was configured differently from ``task_cfg`` ("key=old, now new"),
+    or None if it is this very run (only :data:`.checkpoint.RESUMABLE_KEYS` may differ).
+
+    The earlier config is the one its summary.json records, else its checkpoint's; a run that
+    recorded neither counts as different.
+    """
+    try:
+        saved = json.loads((Path(run_dir) / SUMMARY).read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            saved = saved_config(run_dir)
+        except ValueError:
+            return "no recorded config"
+    changed = changed_key(saved or {}, OmegaConf.to_container(task_cfg, resolve=True))
+    return None if changed is None else f"{changed[0]}={changed[1]}, now {changed[2]}"
+
+
+def set_aside(run_dir: Path) -> Path:
+    """Move an earlier run's results out of the way into ``run_dir/superseded-<time>/`` (nothing is
+    deleted); Hydra's files, the job log and the lock stay."""
+    run_dir = Path(run_dir)
+    target = run_dir / time.strftime("superseded-%Y%m%d-%H%M%S")
+    target.mkdir(exist_ok=True)
+    for path in run_dir.iterdir():
+        if path.name in (".hydra", LOCK) or path.suffix == ".log" or path.name.startswith("superseded-"):
+            continue
+        path.rename(target / path.name)
+    return target
 
 
 def check_resumable(run_dir: Path, task_cfg: DictConfig) -> None:
