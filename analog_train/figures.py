@@ -16,7 +16,6 @@ so an interrupted ``make figures`` finishes where it stopped. Scales:
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
@@ -26,10 +25,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from analog_train.config import compose_config as compose_run_config, validate
 from analog_train.runner.experiment import EXPERIMENTS, resolve_callable, run_experiment
+from analog_train.runner.rundir import earlier_config_change, previous_status
 
 FIGURES = ("fig2", "fig3", "fig4", "fig5", "fig6", "table1")
 EXPERIMENT_OF = {"fig3": "toy_mechanism", "fig4": "weight_programming", "fig6": "asymmetry"}
@@ -40,12 +40,12 @@ SMOKE: dict[str, list[str]] = {
                   "experiment.bounds=[1,8]", "experiment.response_pulses=20"],
     "toy_mechanism": ["experiment.samples=200"],
     "fig5": ["experiment.train_subset=300", "experiment.test_subset=100", "experiment.epochs=1", "experiment.seeds=1"],
+    "fig5_lstm": ["experiment.train_subset=20000", "experiment.test_subset=5000"],  # characters: a few LSTM chunks
 }
 # Fig. 5: panel -> experiment config; each panel is a sweep of the analog algorithms with A's SP
 # subtracted and not, and one FP job.
 FIG5_PANELS = {"A": "fig5_fc_states", "B": "fig5_fc_sigma", "C": "fig5_lenet", "D": "fig5_lstm"}
 FIG5_SWEEPS = {"analog": ["algo=ttv2,cttv2,agad", "device.subtract_symmetry_point=true,false"], "fp": ["algo=fp"]}
-FIG5_SMOKE_TEXT = ["experiment.train_subset=20000", "experiment.test_subset=5000"]  # a few LSTM chunks
 # Fig. 2: the paper's soft-bounds device at 40 (Fig. 3) and 20 (Figs. 4-6) states.
 FIG2_DEVICES = {"softbounds_40": ["device.n_states=40"], "softbounds_20": ["device.n_states=20"]}
 
@@ -152,12 +152,9 @@ def make_figures(
 
 
 def _done(run_dir: Path, cfg: DictConfig) -> bool:
-    """Whether ``run_dir`` holds a completed run of exactly this config (a figure made before)."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return summary.get("status") == "completed" and summary.get("config") == OmegaConf.to_container(cfg, resolve=True)
+    """Whether ``run_dir`` holds a completed run of this config (a figure made before), by the rule a
+    sweep job uses (:func:`~analog_train.runner.rundir.earlier_config_change`)."""
+    return previous_status(run_dir) == "completed" and earlier_config_change(run_dir, cfg) is None
 
 
 def _fig5(out: Path, paper_scale: bool, smoke: bool, log: Callable[[str], None]) -> None:
@@ -172,7 +169,7 @@ def _fig5(out: Path, paper_scale: bool, smoke: bool, log: Callable[[str], None])
             sweep = out / "runs" / experiment / kind
             overrides = [f"experiment={experiment}", *axes, "progress=false", f"hydra.sweep.dir={sweep.resolve()}"]
             overrides += ["experiment.scale=paper"] if paper_scale else []
-            overrides += SMOKE["fig5"] + (FIG5_SMOKE_TEXT if panel == "D" else []) if smoke else []
+            overrides += SMOKE["fig5"] + SMOKE.get(experiment, []) if smoke else []
             overrides += ["hydra/launcher=local_parallel"] if kind == "analog" else []
             log(f"fig5 {panel}: analog-train -m {' '.join(overrides)}")
             code = _sweep(overrides)

@@ -15,6 +15,7 @@ from analog_train.config.algorithms import (
 )
 from analog_train.config.check import (
     CONF_DIR, GENERIC, check_algo_arrays, check_arrays, check_run, experiment_algo, load_algo_yaml, to_object, validate,
+    variant_algo,
 )
 from analog_train.config.compose import compose_config, compose_raw, device_presets, one_line, register_configs
 from analog_train.config.crossbar import IOConfig, UpdateConfig
@@ -35,5 +36,5 @@ __all__ = [
     "PiecewiseStepDevice", "PowStepDevice", "Rule", "SGDConfig", "SoftBoundsDevice", "TRANSFER_ALGORITHMS", "TTv2Config",
     "TRAINING_EXPERIMENTS", "TrainConfig", "TransferConfig", "UpdateConfig", "WarAndPeaceData", "build_algo", "build_device", "check_algo_arrays", "check_arrays", "check_run",
     "compose_config", "compose_raw", "device_presets", "experiment_algo", "field_infos", "load_algo_yaml", "make_algo",
-    "make_device", "one_line", "register_configs", "to_object", "validate",
+    "make_device", "one_line", "register_configs", "to_object", "validate", "variant_algo",
 ]

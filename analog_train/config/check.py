@@ -132,12 +132,12 @@ def check_experiment(exp: ExperimentConfig, values: Mapping[str, Any]) -> None:
         algo = experiment_algo(name, exp.algo_overrides, "experiment.algo_overrides")
         if name in exp.algos:
             check_arrays(algo, asdict(fast), "experiment.algo_overrides")
-    for label, variant in exp.variants.items():  # a variant's own keys belong to its algorithm
-        name, own = exp.algorithm_of(label)
+    for label in exp.variants:  # a variant's own keys belong to its algorithm
+        name, own = variant_parts(label, exp.variants)
         for key in own:
             if key not in keys_of(ALGORITHMS[name]):
                 raise unknown_key(f"experiment.variants.{label}.{key}", keys_of(ALGORITHMS[name]), f"algo={name}")
-        experiment_algo(name, {**exp.algo_overrides, **own}, f"experiment.variants.{label}")
+        variant_algo(label, exp.variants, exp.algo_overrides, f"experiment.variants.{label}")
     if exp.paper:
         build(ExperimentConfig, {**_experiment_values(values), **exp.paper}, "experiment.paper", where="experiment")
 
@@ -167,6 +167,20 @@ def experiment_algo(name: str, overrides: Mapping[str, Any], prefix: str = "expe
         if key.split(".")[0] in own:
             raise ConfigError(str(err).replace(err.key, f"{prefix}.{key}", 1), f"{prefix}.{key}") from None
         raise
+
+
+def variant_parts(label: str, variants: Mapping[str, Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The algorithm behind an experiment's ``algos`` entry and the keys its variant sets: a plain
+    algorithm name, or a label of ``variants`` (``{label: {name: <algorithm>, <key>: ...}}``)."""
+    variant = dict(variants.get(label, {"name": label}))
+    return variant.pop("name"), variant
+
+
+def variant_algo(label: str, variants: Mapping[str, Mapping[str, Any]], overrides: Mapping[str, Any],
+                 prefix: str = "experiment.algo_overrides") -> AlgoConfig:
+    """:func:`experiment_algo` of an ``algos`` entry: its variant's own keys go on top of ``overrides``."""
+    name, own = variant_parts(label, variants)
+    return experiment_algo(name, {**overrides, **own}, prefix)
 
 
 # -- the composed DictConfig -------------------------------------------------------------------------

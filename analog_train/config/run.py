@@ -209,11 +209,6 @@ class ExperimentConfig:
             yield f"variants.{label}", variant, isinstance(variant, dict) and variant.get("name") in ANALOG_ALGORITHMS, \
                 f"must name its algorithm: {{name: <one of {', '.join(ANALOG_ALGORITHMS)}>, ...}}"
 
-    def algorithm_of(self, label: str) -> tuple[str, dict[str, Any]]:
-        """The algorithm behind an ``algos`` entry and the settings its variant adds (none for a plain name)."""
-        variant = dict(self.variants.get(label, {"name": label}))
-        return variant.pop("name"), variant
-
 
 @dataclass
 class PopulationConfig:
@@ -239,7 +234,10 @@ class PopulationConfig:
         return [{k: v[i] for k, v in self.device.items()} for i in range(n)]
 
     def replicas(self) -> list[dict[str, Any]]:
-        """Per replica: its group's device keys and its ``repeat`` number."""
+        """Per replica: its group's device keys and its ``repeat`` number; one empty entry for a single
+        network (nothing sets it apart, so its metrics need no replica columns)."""
+        if not self.device and self.repeats == 1:
+            return [{}]
         return [{**group, "repeat": r} for group in self.groups() for r in range(self.repeats)]
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from analog_train.algorithms import build_algorithm
-from analog_train.config import DeviceConfig, UpdateConfig, experiment_algo, make_device
+from analog_train.config import DeviceConfig, UpdateConfig, make_device, variant_algo
 from analog_train.runner import signals
 
 TOY_DEVICE = make_device(
@@ -70,8 +70,7 @@ def toy_mechanism(
     d_all = alpha * big_x + (1.0 - alpha) * torch.randn(samples, size, generator=data)
     rows: list[dict[str, Any]] = []
     for name in algos:  # an algorithm, or a label of ``variants`` ({name: <algorithm>, <key>: ...})
-        own = dict((variants or {}).get(name, {"name": name}))
-        algo = experiment_algo(own.pop("name"), {**TOY_ALGO, **dict(algo_overrides or {}), **own})
+        algo = variant_algo(name, variants or {}, {**TOY_ALGO, **dict(algo_overrides or {})})
         for offset in reference_offsets:
             alg = build_algorithm(algo, replace(device, reference_mean=offset), (size, size), update,
                                   torch.Generator().manual_seed(construction_seed),

@@ -43,11 +43,8 @@ log = logging.getLogger(__name__)
 
 def replicas(cfg: DictConfig) -> list[dict[str, Any]]:
     """What sets each replica of the network apart (``population``: its device keys and repeat); one
-    empty entry for a digital run or a single network."""
-    population = to_object(cfg.population)
-    if cfg.algo.name == "fp" or (not population.device and population.repeats == 1):
-        return [{}]
-    return population.replicas()
+    empty entry for a digital run (no devices to set apart)."""
+    return [{}] if cfg.algo.name == "fp" else to_object(cfg.population).replicas()
 
 
 def layer_factory(cfg: DictConfig) -> LayerFactory:

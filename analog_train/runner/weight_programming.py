@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from analog_train.algorithms import AnalogAlgorithm, build_algorithm
-from analog_train.config import AlgoConfig, DeviceConfig, ExperimentConfig, experiment_algo, to_object
+from analog_train.config import AlgoConfig, DeviceConfig, ExperimentConfig, to_object, variant_algo
 from analog_train.runner import signals
 from analog_train.seeding import derived_seed
 
@@ -102,8 +102,7 @@ def run_grid(
     target = exp.target_std * torch.randn(shape, generator=target_gen)
     rows = []
     for name in exp.algos:  # an algorithm or a named variant (e.g. c-TTv2 with regular choppers)
-        base, own = exp.algorithm_of(name)
-        algo = experiment_algo(base, {**exp.algo_overrides, **own})
+        algo = variant_algo(name, exp.variants, exp.algo_overrides)
         construction = torch.Generator().manual_seed(derived_seed(cfg.construction_seed, 0, 2))
         run = torch.Generator(device=cfg.torch_device).manual_seed(derived_seed(cfg.seed, 0, 3))
         data_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, 0, 5))
