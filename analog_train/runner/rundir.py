@@ -20,7 +20,7 @@ import json
 import os
 import socket
 import sys
-import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -152,8 +152,8 @@ def set_aside(run_dir: Path) -> Path:
     """Move an earlier run's results out of the way into ``run_dir/superseded-<time>/`` (nothing is
     deleted); Hydra's files, the job log and the lock stay."""
     run_dir = Path(run_dir)
-    target = run_dir / time.strftime("superseded-%Y%m%d-%H%M%S")
-    target.mkdir(exist_ok=True)
+    target = run_dir / datetime.now().strftime("superseded-%Y%m%d-%H%M%S.%f")  # never one used before
+    target.mkdir()
     for path in run_dir.iterdir():
         if path.name in (".hydra", LOCK) or path.suffix == ".log" or path.name.startswith("superseded-"):
             continue
