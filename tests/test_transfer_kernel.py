@@ -136,8 +136,8 @@ def test_compiled_path_trains_like_the_torch_path(monkeypatch, name, batch, ever
     runs = [snapshot(run_batches(name, on, monkeypatch, batch, 160 // batch, chunk, transfer_every=every))
             for on in (True, False)]
     assert runs[0][0].abs().sum() > 0 and (name == "ttv2" or bool((runs[0][3] < 0).any()))
-    for a, b in zip(*runs):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(*runs):  # float32 sums of steps grouped into runs in another order: ~1e-5
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("name", ["ttv2", "cttv2", "agad"])

@@ -18,10 +18,10 @@ Per-sample semantics, vectorised per mini-batch (aihwkit's GPU "chopped weight o
   sample is pulsed with the chopper signs it would see in a sample-by-sample loop (a flip after
   the read at sample b applies from sample b+1 on).
 * A read at sample b must see A after sample b's update. A device only changes through its own
-  pulses, so the fast engine applies the counts of a device once per interval between its
-  column's reads ("rounds": round m is every column's m-th interval) and takes each read between
-  two rounds; the exact engine runs the samples between reads one after another. Both give every
-  read exactly as a per-sample loop.
+  pulses, so the fast engine applies a device's pulses run by run (a run: consecutive samples'
+  pulses of one sign, one closed form each; see :mod:`analog_train.crossbar.pulsed_update`), cut at
+  its column's reads, and takes each read between two runs; the exact engine runs the samples
+  between reads one after another. Both give every read exactly as a per-sample loop.
 * Reads of a column are processed in time order; C writes happen at each read (they touch C
   only, which no read of the batch looks at).
 * The batch goes in chunks of :data:`.transfer_kernel.CHUNK_SAMPLES` samples, so that the pulse
@@ -406,7 +406,7 @@ class TransferCompound(AnalogAlgorithm):
             if start < x.shape[1]:
                 pulsed_update(a, x[:, start:], d[:, start:], eta, self.update_cfg, self.generator)
             return columns
-        if uses_masks(a, self.update_cfg):  # compiled kernels: the rounds in one pass
+        if uses_masks(a, self.update_cfg):  # compiled kernels: runs and reads in one pass
             return a.apply_masks(pulse_masks(x, d, eta, a.eps, self.update_cfg, self.generator), self.generator,
                                  cols, reads.sample)
         trains = pulse_trains(x, d, eta, a.eps, self.update_cfg, self.generator)
@@ -422,8 +422,8 @@ class TransferCompound(AnalogAlgorithm):
             done = lo >= hi  # a column with fewer reads: its last window is behind it
             window = ((batch > lo) & (batch <= hi) & ~done).to(x.dtype)  # (B, in)
             if trains.bx.shape[2] and bool(window.any()):
-                n_up, n_dn = trains.up_down_counts(window)
-                a.apply_counts(n_up, n_dn, self.generator)
+                for n_up, n_dn in trains.runs(window):
+                    a.apply_counts(n_up, n_dn, self.generator)
             columns[:, :, at] = a.weight_at(cols[at])
             lo = torch.where(done, lo, hi)
         return columns

@@ -6,9 +6,9 @@ samples, so that the temporaries stay bounded whatever the batch (a LeNet-5 batc
 
 * :func:`fast_array_chunk` (the same for every algorithm): the chunk's chopper signs
   (:func:`chop_inputs`, :func:`chop_outputs`), A's pulse trains, their coincidences and the column
-  reads (:func:`analog_train.devices.kernels.apply_trains`: each device is updated once per interval
-  between its column's reads, so a column may be read any number of times, each read seeing A
-  right after its sample);
+  reads (:func:`analog_train.devices.kernels.apply_trains`: each device gets its pulses run by run
+  with its column's reads in between, so a column may be read any number of times, each read
+  seeing A right after its sample);
 * the algorithm's ``transfer_step``, which runs :func:`transfer_rounds` with the algorithm's own
   buffer rule (``buffer_rule`` in ``ttv2.py``, ``cttv2.py``, ``agad.py``, the function the torch path
   calls too): reads through the transfer periphery, buffer H, threshold, C writes.
@@ -218,7 +218,7 @@ def fast_array_chunk(x, d, c_in, c_out, sample, col, flips_in, flips_out, eta_a,
         eta[p, :] = eta_a[p]
     xpos, xneg, dpos, dneg, off = kernels.pulse_masks(xc, dc, eta, eps, update, key(seed, 0, 1))
     raw = np.empty((n_p, d.shape[2], col.shape[0]), dtype=x.dtype)
-    kernels.apply_trains(state, dpos, dneg, xpos, xneg, off, kernels.read_plan(sample, col, n_in), key(seed, 0, 2), raw)
+    kernels.apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, key(seed, 0, 2), raw)
     return raw, sign_in, sign_out
 
 

@@ -7,16 +7,17 @@ or a column. Two engines apply them:
 
 * ``exact``: sample after sample, pulse after pulse (at most BL masked passes per sample), each
   pulse with its own noise and clip. The reference.
-* ``fast``: up and down counts of the whole mini-batch, counted exactly, then applied per device
-  in closed form (or sub-steps). For the affine families on the CPU the trains are bit masks and
-  the compiled kernels of :mod:`analog_train.devices.kernels` count and apply in one pass; other
-  families (and GPUs) count with two matrix products over all samples and bit slots.
+* ``fast``: the coincidences of the mini-batch, counted exactly and applied per device run by run
+  (a run: the pulses of consecutive samples that share a sign), each run in closed form (or
+  sub-steps). For the affine families on the CPU the trains are bit masks and the compiled
+  kernels of :mod:`analog_train.devices.kernels` count and apply in one pass; other families (and
+  GPUs) count per sample with matrix products (:meth:`PulseTrains.runs`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -24,6 +25,8 @@ from torch import Tensor
 
 from analog_train.devices import kernels
 from analog_train.devices.array import DeviceArray
+
+RUN_BLOCK = 64  # samples whose per-sample counts (P, block, out, in) the torch engine holds at once
 
 
 @dataclass
@@ -40,28 +43,40 @@ class PulseTrains:
         """Coincidences ``N[p, b] = Bd^T Bx`` of every sample, ``(P, B, out, in)``."""
         return torch.einsum("pbto,pbti->pboi", self.bd, self.bx)
 
-    def up_down_counts(self, window: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Per-device (up, down) pulse counts summed over the batch, exactly.
+    def runs(self, window: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Per-device (up, down) counts, one same-sign run of each device per round, in time order.
 
-        ``total = |Bd|^T |Bx|`` and ``signed = (s_d Bd)^T (s_x Bx) = down - up`` (a coincidence
-        of equal signs is a down pulse), so two matrix products give both counts. ``window (B, in)``
-        (0 or 1) counts only the samples it marks, per column.
+        Within a sample all pulses of a device have one sign, ``sign(d_i) sign(x_j)``; from one
+        sample to a later one it may change. Applying the pulses run by run, one closed form per
+        run, gives each device what sample-by-sample processing gives it; summing a mini-batch's ups
+        and downs into one map would not (any fixed order of many ups and downs pulls a soft-bounds
+        device away from its symmetry point). Round m holds the m-th run of every device (zeros
+        where it has fewer). Samples go in blocks of :data:`RUN_BLOCK`: a run across two blocks is
+        applied in two parts (the same map without noise, the same distribution with it).
+        ``window (B, in)`` (0 or 1) counts only the samples it marks, per column.
         """
-        p, b, t, n_out = self.bd.shape
-        n_in = self.bx.shape[-1]
-        bx = self.bx if window is None else self.bx * window.view(1, b, 1, n_in)
-        bd = self.bd.reshape(p, b * t, n_out)
-        sd = (self.bd * self.sign_d.unsqueeze(2)).reshape(p, b * t, n_out)
-        sx = (bx * self.sign_x.unsqueeze(2)).reshape(p, b * t, n_in)
-        bx = bx.reshape(p, b * t, n_in)
-        # Bit slots without an x bit or without a d bit (in every replica) add nothing: drop them
-        # from the contraction, which is mostly empty slots at small pulse probabilities.
-        live = ((bd.amax(dim=2) > 0) & (bx.amax(dim=2) > 0)).any(dim=0).nonzero().squeeze(1)
-        bd, sd = bd[:, live].transpose(1, 2), sd[:, live].transpose(1, 2)
-        bx, sx = bx[:, live], sx[:, live]
-        total = torch.bmm(bd, bx)
-        signed = torch.bmm(sd, sx)
-        return 0.5 * (total - signed), 0.5 * (total + signed)
+        n_b, n_in = self.bx.shape[1], self.bx.shape[3]
+        for start in range(0, n_b, RUN_BLOCK):
+            block = slice(start, min(n_b, start + RUN_BLOCK))
+            bx = self.bx[:, block]
+            if window is not None:
+                bx = bx * window[block].view(1, -1, 1, n_in)
+            counts = torch.einsum("pbto,pbti->pboi", self.bd[:, block], bx)  # (P, b, out, in)
+            # A coincidence of equal signs of d and x is a down pulse: + ups, - downs.
+            signed = counts * -(self.sign_d[:, block].unsqueeze(-1) * self.sign_x[:, block].unsqueeze(-2))
+            sign = torch.sign(signed)
+            step = torch.arange(signed.shape[1], device=signed.device).view(1, -1, 1, 1)
+            latest = torch.where(sign != 0, step, -1).cummax(dim=1).values  # last sample with pulses, <= b
+            before = torch.cat([torch.full_like(latest[:, :1], -1), latest[:, :-1]], dim=1)
+            sign_before = torch.gather(sign, 1, before.clamp(min=0)) * (before >= 0)
+            run = ((sign != 0) & (sign != sign_before)).cumsum(dim=1) - 1  # each sample's run (-1: none yet)
+            n_runs = int(run.max().item()) + 1
+            if n_runs == 0:
+                continue
+            sums = torch.zeros((signed.shape[0], n_runs, *signed.shape[2:]), dtype=signed.dtype, device=signed.device)
+            sums.scatter_add_(1, run.clamp(min=0), signed)  # samples before the first run add 0
+            for m in range(n_runs):
+                yield sums[:, m].clamp(min=0), (-sums[:, m]).clamp(min=0)
 
 
 @dataclass
@@ -181,8 +196,8 @@ def pulsed_update(
     if cfg.engine == "exact":
         _apply_exact(array, trains, generator)
     else:
-        n_up, n_dn = trains.up_down_counts()
-        array.apply_counts(n_up, n_dn, generator)
+        for n_up, n_dn in trains.runs():
+            array.apply_counts(n_up, n_dn, generator)
 
 
 def _apply_exact(array: DeviceArray, trains: PulseTrains, generator: torch.Generator) -> None:

@@ -151,8 +151,9 @@ class DeviceArray:
     def apply_counts(self, n_up: Tensor, n_dn: Tensor, generator: torch.Generator) -> None:
         """Apply per-element pulse counts: half the ups, all the downs, the other half of the ups.
 
-        Interleaving keeps the drift toward each device's SP that alternating pulses cause, which
-        applying all ups then all downs would turn into a bias toward the last direction. Affine
+        The training updates hand it one same-sign run per device at a time
+        (:meth:`~analog_train.crossbar.pulsed_update.PulseTrains.runs`), since no fixed order of a
+        mini-batch's many ups and downs matches the order its samples give them. Affine
         families apply the three phases as one composite map with one noise draw
         (:meth:`AffineFamily.counts`); the others sub-step each phase. On the CPU the affine families
         run the same computation in a compiled kernel (:mod:`analog_train.devices.kernels`); in torch,
@@ -224,14 +225,13 @@ class DeviceArray:
         returns the visible weight of each read column right after its read sample's pulses,
         ``(P, out, R)``, as the transfer algorithms read A (see :func:`kernels.apply_trains`).
         """
-        n_p, n_out, n_in = self.shape
+        n_p, n_out, _ = self.shape
         if read_cols is None:
             read_cols = read_samples = torch.zeros(0, dtype=torch.int64)
-        plan = kernels.read_plan(read_samples.numpy(), read_cols.numpy(), n_in)
         read_out = torch.empty((n_p, n_out, len(read_cols)), dtype=self.dtype)
         kernels.match_torch_threads()
-        kernels.apply_trains(self.kernel_state(), masks.dpos, masks.dneg, masks.xpos, masks.xneg, masks.off, plan,
-                             kernels.draw_seed(generator), read_out.numpy())
+        kernels.apply_trains(self.kernel_state(), masks.dpos, masks.dneg, masks.xpos, masks.xneg, masks.off,
+                             read_samples.numpy(), read_cols.numpy(), kernels.draw_seed(generator), read_out.numpy())
         return read_out
 
     def kernel_state(self, keep_visible: bool = False) -> kernels.DeviceState:

@@ -4,14 +4,16 @@ The torch version of the closed-form update (:meth:`AffineFamily.counts`) costs 
 over the array per mini-batch, each paying for memory traffic and dispatch; these kernels make one
 pass and touch only the devices that receive pulses. They compute the same thing in the same order:
 
-* per device, half the ups, all the downs, the other half of the ups as one affine map with one
-  Gaussian draw of the summed variance, or phase by phase with a clip after each phase where the
-  noise-free trajectory comes within ``NEAR_BOUND_SD`` standard deviations of a bound;
+* per device, ``nu`` ups and ``nd`` downs (half the ups, all the downs, the other half of the ups)
+  as one affine map with one Gaussian draw of the summed variance, or phase by phase with a clip
+  after each phase where the noise-free trajectory comes within ``NEAR_BOUND_SD`` standard
+  deviations of a bound; :func:`apply_trains` hands it one same-sign run at a time;
 * the endurance counter and, for devices with write noise, a fresh write-noise draw;
 * :func:`apply_trains`: the coincidence counts themselves, from bit masks of the pulse trains, so
   no ``(out, in)`` count tensor is built, and the column reads of the transfer algorithms: a
-  device is updated once per interval between its column's reads, each read taken between the
-  pulses of its sample and those of the later samples (any number of reads per column).
+  device gets its pulses run by run (the pulses of consecutive samples that share a sign, in
+  time order), each read taken between the pulses of its sample and those of the later samples
+  (any number of reads per column).
 
 A device's update is one long chain of dependent arithmetic, so the devices of a row are
 updated together: listed, gathered into contiguous arrays and run through branch-free loops that
@@ -645,45 +647,6 @@ def _popcount(typingctx, x):
 
 
 @_inline
-def _word_pulses(dp, dn, xp, xn):
-    """Up and down pulses in one 64-slot word of a row's d bits (``dp``, ``dn`` by sign) and a column's
-    x bits: opposite signs make W grow, equal signs shrink it."""
-    return _popcount((dp & xn) | (dn & xp)), _popcount((dp & xp) | (dn & xn))
-
-
-class ReadPlan(NamedTuple):
-    """The column reads of one chunk of samples, per column in time order (from :func:`read_plan`)."""
-
-    sample: np.ndarray  # (R,) sample (in the chunk) after whose pulses read r happens
-    col: np.ndarray  # (R,) column of read r
-    count: np.ndarray  # (in,) reads of each column
-    first: np.ndarray  # (in,) where a column's reads start in `by_column`
-    by_column: np.ndarray  # (R,) read indices grouped by column, in time order
-    read_cols: np.ndarray  # columns with at least one read
-    rounds: int  # 1 + the most reads of a column: a device's updates in the chunk
-
-
-@njit(cache=True)
-def read_plan(sample, col, n_in):
-    """:class:`ReadPlan` of reads given in time order (``sample`` sorted)."""
-    n_r = col.shape[0]
-    count = np.zeros(n_in, dtype=np.int64)
-    for r in range(n_r):
-        count[col[r]] += 1
-    first = np.zeros(n_in, dtype=np.int64)
-    for j in range(1, n_in):
-        first[j] = first[j - 1] + count[j - 1]
-    by_column = np.empty(n_r, dtype=np.int64)
-    filled = first.copy()
-    for r in range(n_r):
-        by_column[filled[col[r]]] = r
-        filled[col[r]] += 1
-    read_cols = np.flatnonzero(count)
-    rounds = 1 + (count.max() if n_in > 0 else 0)
-    return ReadPlan(sample, col, count, first, by_column, read_cols, rounds)
-
-
-@_inline
 def round_seed(seed, m):
     """The seed of a device's ``m``-th update within one kernel call (each update draws streams 0-4):
     the call's seed for the first, so that a single update draws what :func:`_apply_at` draws."""
@@ -691,119 +654,186 @@ def round_seed(seed, m):
 
 
 @_inline
-def _after(w, a, b, xp, xn, slot):
-    """Up and down pulses of word ``w`` (d bits ``a``, ``b``; x bits ``xp``, ``xn``) in slots ``slot`` and later."""
-    mask = ~((np.uint64(1) << np.uint64(slot - 64 * w)) - np.uint64(1))
-    return _word_pulses(a & mask, b & mask, xp, xn)
+def _coincidences(dp, dn, xp, xn):
+    """The up and down coincidence bits of one 64-slot word of a row's d bits (``dp``, ``dn`` by sign) and
+    a column's x bits: opposite signs make W grow, equal signs shrink it."""
+    return (dp & xn) | (dn & xp), (dp & xp) | (dn & xn)
 
 
 @_inline
-def _row_intervals(p, i, n_active, slot_of, x_cols, dpos, dneg, off, plan, ups, downs, int_up, int_dn):
-    """Pulses of every device of row ``(p, i)`` per interval between its column's reads.
+def _slots_from(s):
+    """The bits of a word at slot ``s`` (0..64) and after."""
+    return (~np.uint64(0)) << np.uint64(s) if s < 64 else np.uint64(0)
 
-    One pass over the row's words: each word's coincidences are added to every active column's
-    running count (vectorised over the columns, ``x_cols (2, P, W, n)`` holds their x words side by
-    side); where a read ends inside the word, the part of the word at and after the read's end is
-    taken back out of that column's count, which then closes as the interval ending at the read
-    (``int_up/int_dn[r]``) and restarts from that part. Leaves the last interval of every active
-    column in ``ups/downs``.
+
+@_inline
+def _lowest(bits):
+    """The lowest set bit of ``bits`` (0 if none)."""
+    return bits & (~bits + np.uint64(1))
+
+
+@_inline
+def _take_runs(up, dn, c, pend, ev_col, ev_n, ev_read, n_ev):
+    """Add a column's coincidence bits of one word (bit order is time order) to its pending run.
+
+    A device's pulses within one sample all have one sign, ``sign(d_i) sign(x_j)``; where the sign
+    changes from one sample to a later one, the pending run (``pend[c]``: + ups, - downs) closes as
+    an event. Returns the number of events.
+    """
+    while (up | dn) != np.uint64(0):
+        if up != np.uint64(0) and (dn == np.uint64(0) or _lowest(up) < _lowest(dn)):
+            if pend[c] < 0:
+                ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], -1
+                n_ev += 1
+                pend[c] = 0
+            before = up if dn == np.uint64(0) else up & (_lowest(dn) - np.uint64(1))
+            pend[c] += _popcount(before)
+            up = up ^ before
+        else:
+            if pend[c] > 0:
+                ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], -1
+                n_ev += 1
+                pend[c] = 0
+            before = dn if up == np.uint64(0) else dn & (_lowest(up) - np.uint64(1))
+            pend[c] -= _popcount(before)
+            dn = dn ^ before
+    return n_ev
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def _row_events(p, i, n_active, slot_of, x_cols, dpos, dneg, off, sample, col, pend, cut, ev_col, ev_n, ev_read):
+    """The pulses of every device of row ``(p, i)`` as same-sign runs in time order, and its columns' reads.
+
+    Event ``e``: the device of active column ``ev_col[e]`` gets ``|ev_n[e]|`` pulses of sign
+    ``ev_n[e]`` (+ up, - down; 0 none), then, if ``ev_read[e] >= 0``, read ``ev_read[e]`` of that
+    column is taken. One pass over the row's words: a read ending inside a word cuts its column
+    there (``cut[c]``: the slot its column is consumed up to), every other bit goes to its column's
+    pending run. Returns the number of events; the arrays hold :func:`event_capacity` of them.
     """
     n_c = n_active[p]
-    ups[:n_c] = 0
-    downs[:n_c] = 0
-    n_r = plan.col.shape[0]
+    pend[:n_c] = 0
+    cut[:n_c] = 0
+    n_r = col.shape[0]
+    n_ev = 0
     r = 0
     for w in range(dpos.shape[2]):
         a, b = dpos[p, i, w], dneg[p, i, w]
+        word = 64 * w
+        while r < n_r and off[p, sample[r] + 1] < word + 64:  # reads ending inside this word
+            c = slot_of[p, col[r]]
+            if c >= 0:
+                end = off[p, sample[r] + 1]
+                if a | b:
+                    inside = _slots_from(max(cut[c] - word, 0)) & ~_slots_from(max(end - word, 0))
+                    up, dn = _coincidences(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
+                    n_ev = _take_runs(up & inside, dn & inside, c, pend, ev_col, ev_n, ev_read, n_ev)
+                ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], r
+                n_ev += 1
+                pend[c] = 0
+                cut[c] = end
+            r += 1
         if a | b:
             for c in range(n_c):
-                u, v = _word_pulses(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
-                ups[c] += u
-                downs[c] += v
-        while r < n_r and off[p, plan.sample[r] + 1] < 64 * (w + 1):
-            c = slot_of[p, plan.col[r]]
-            if c >= 0:
-                u, v = 0, 0
-                if a | b:
-                    u, v = _after(w, a, b, x_cols[0, p, w, c], x_cols[1, p, w, c], off[p, plan.sample[r] + 1])
-                int_up[r] = ups[c] - u
-                int_dn[r] = downs[c] - v
-                ups[c] = u
-                downs[c] = v
-            else:
-                int_up[r] = 0
-                int_dn[r] = 0
-            r += 1
+                up, dn = _coincidences(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
+                if cut[c] > word:
+                    rest = _slots_from(cut[c] - word)
+                    up, dn = up & rest, dn & rest
+                if up | dn:
+                    n_ev = _take_runs(up, dn, c, pend, ev_col, ev_n, ev_read, n_ev)
     while r < n_r:  # reads at the very end of the chunk's slots
-        c = slot_of[p, plan.col[r]]
+        c = slot_of[p, col[r]]
         if c >= 0:
-            int_up[r] = ups[c]
-            int_dn[r] = downs[c]
-            ups[c] = 0
-            downs[c] = 0
-        else:
-            int_up[r] = 0
-            int_dn[r] = 0
+            ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], r
+            n_ev += 1
+            pend[c] = 0
         r += 1
+    for c in range(n_c):
+        if pend[c] != 0:
+            ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], -1
+            n_ev += 1
+    return n_ev
 
 
 @_inline
-def _train_row(row, n_out, n_in, active, n_active, slot_of, x_cols, state, dpos, dneg, off, plan, seed, read_out,
-               scratch, lane):
+def event_capacity(xpos, xneg, n_r):
+    """At most how many events :func:`_row_events` makes for a row: a run per sample and column with
+    x bits (at most their bits), one event per read and one last run per column."""
+    most = 0
+    for p in range(xpos.shape[0]):
+        bits = 0
+        for j in range(xpos.shape[1]):
+            for w in range(xpos.shape[2]):
+                bits += _popcount(xpos[p, j, w] | xneg[p, j, w])
+        most = max(most, bits)
+    return most + n_r + xpos.shape[1] + 1
+
+
+@_inline
+def _train_row(row, n_out, n_in, active, n_active, slot_of, x_cols, state, dpos, dneg, off, sample, col, seed,
+               read_out, scratch, events, lane):
     """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
 
-    A device is updated once per interval between its column's reads (:func:`_row_intervals`), so
-    that every read sees A right after the read's sample, as sample-by-sample processing would.
-    Round ``m`` updates the ``m``-th interval of every column that has one (:func:`apply_gathered`,
-    with its own seed; round 0 includes the columns without reads), then reads the columns whose
-    ``m + 1``-th read ends it.
+    The row's events (:func:`_row_events`) are sorted by column, keeping their time order; round
+    ``m`` applies the ``m``-th run of every column that has one (:func:`apply_gathered`, with its
+    own seed), then takes the reads that follow those runs. So every device gets its pulses run by
+    run, as sample-by-sample processing gives them (one closed form per same-sign run), and every
+    read sees A right after its sample. Reads of columns without pulses are taken as they are.
     """
     g, w_noise, pulse_count, rows, ref = state.g, state.w_noise, state.pulse_count, state.rows, state.ref
     p = row // n_out
     i = row - p * n_out
-    quiet = True  # no d bit in this row: only the reads remain to do
+    base = row * n_in
+    index, n_up, n_dn = lane[0], lane[1], lane[2]
+    pend, cut, count, first, by_count = scratch
+    ev_col, ev_n, ev_read, order = events
+    quiet = True  # no d bit in this row: its devices stay as they are
     for w in range(dpos.shape[2]):
         if dpos[p, i, w] | dneg[p, i, w]:
             quiet = False
-    base = row * n_in
-    index, n_up, n_dn = lane[0], lane[1], lane[2]
-    ups, downs, int_up, int_dn = scratch
-    if not quiet:
-        _row_intervals(p, i, n_active, slot_of, x_cols, dpos, dneg, off, plan, ups, downs, int_up, int_dn)
-    read_cols = plan.read_cols
-    for m in range(plan.rounds):
-        if not quiet:
-            c_n = 0
-            if m == 0:  # the columns without reads: their only interval is the whole chunk
-                for c in range(n_active[p]):
-                    k = active[p, c]
-                    index[c_n] = base + k
-                    n_up[c_n] = ups[c]
-                    n_dn[c_n] = downs[c]
-                    c_n += (plan.count[k] == 0) & (ups[c] + downs[c] != 0)
-            for t in range(read_cols.shape[0]):
-                k = read_cols[t]
-                q = plan.count[k]
-                c = slot_of[p, k]
-                if m > q or c < 0:
-                    continue
-                if m < q:
-                    r = plan.by_column[plan.first[k] + m]
-                    up, down = int_up[r], int_dn[r]
-                else:
-                    up, down = ups[c], downs[c]
-                index[c_n] = base + k
-                n_up[c_n] = up
-                n_dn[c_n] = down
-                c_n += up + down != 0
-            if c_n > 0:
-                apply_gathered(c_n, lane, g, w_noise, pulse_count, rows, round_seed(seed, m), state.mult,
-                               state.write_noise, 0)
-        for t in range(read_cols.shape[0]):
-            k = read_cols[t]
-            if m < plan.count[k]:
-                kk = base + k
-                read_out[p, i, plan.by_column[plan.first[k] + m]] = g[kk] - ref[kk] + w_noise[kk]
+    for r in range(col.shape[0]):
+        if quiet or slot_of[p, col[r]] < 0:
+            kk = base + col[r]
+            read_out[p, i, r] = g[kk] - ref[kk] + w_noise[kk]
+    if quiet:
+        return
+    n_ev = _row_events(p, i, n_active, slot_of, x_cols, dpos, dneg, off, sample, col, pend,
+                                              cut, ev_col, ev_n, ev_read)
+    n_c = n_active[p]
+    count[:n_c] = 0
+    for e in range(n_ev):
+        count[ev_col[e]] += 1
+    first[0] = 0
+    for c in range(1, n_c):
+        first[c] = first[c - 1] + count[c - 1]
+    filled = cut  # (reused: the events placed per column so far)
+    filled[:n_c] = first[:n_c]
+    for e in range(n_ev):
+        order[filled[ev_col[e]]] = e
+        filled[ev_col[e]] += 1
+    by_count[:n_c] = np.argsort(-count[:n_c])  # the columns with the most events first
+    rounds = count[by_count[0]] if n_c > 0 else 0
+    for m in range(rounds):
+        c_n = 0
+        for t in range(n_c):
+            c = by_count[t]
+            if count[c] <= m:
+                break
+            n = ev_n[order[first[c] + m]]
+            index[c_n] = base + active[p, c]
+            n_up[c_n] = max(n, 0)
+            n_dn[c_n] = max(-n, 0)
+            c_n += n != 0
+        if c_n > 0:
+            apply_gathered(c_n, lane, g, w_noise, pulse_count, rows, round_seed(seed, m), state.mult,
+                           state.write_noise, 0)
+        for t in range(n_c):
+            c = by_count[t]
+            if count[c] <= m:
+                break
+            r = ev_read[order[first[c] + m]]
+            if r >= 0:
+                kk = base + active[p, c]
+                read_out[p, i, r] = g[kk] - ref[kk] + w_noise[kk]
 
 
 @_inline
@@ -849,28 +879,31 @@ class DeviceState(NamedTuple):
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def apply_trains(state, dpos, dneg, xpos, xneg, off, plan, seed, read_out):
+def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out):
     """Coincidence counts of every device from the masks, applied in place; column reads into ``read_out``.
 
     ``dpos/dneg (P, out, W)`` and ``xpos/xneg (P, in, W)``: pulse-train masks of d and x (slots
     ``off``, see :func:`pulse_masks`). A device gets one up pulse per slot where its row's d bit and
-    its column's x bit have opposite signs and one down pulse where they agree. ``plan``
-    (:func:`read_plan`) lists the column reads: read r takes the visible weight of its column right
-    after the pulses of its sample into ``read_out[:, :, r]`` (see :func:`_train_row`). The rows are
-    spread over as many threads as :func:`match_torch_threads` set.
+    its column's x bit have opposite signs and one down pulse where they agree, applied run by run
+    (see :func:`_train_row`). Read r, of column ``col[r]`` after sample ``sample[r]`` (time order),
+    takes the visible weight of its column right after the pulses of its sample into
+    ``read_out[:, :, r]``. The rows are spread over as many threads as :func:`match_torch_threads` set.
     """
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
     active, n_active, slot_of, x_cols = _active_columns(xpos, xneg)
-    n_r = plan.col.shape[0]
+    n_r = col.shape[0]
     n_rows = n_p * n_out
     n_chunks = min(n_rows, ROW_CHUNKS)
+    capacity = event_capacity(xpos, xneg, n_r)
     for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch
-        scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_r, dtype=np.int64),
-                   np.empty(n_r, dtype=np.int64))
+        scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64),
+                   np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64))
+        events = (np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64),
+                  np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64))
         lane = lane_buffers(n_in)
         for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
-            _train_row(row, n_out, n_in, active, n_active, slot_of, x_cols, state, dpos, dneg, off, plan, seed,
-                       read_out, scratch, lane)
+            _train_row(row, n_out, n_in, active, n_active, slot_of, x_cols, state, dpos, dneg, off, sample, col, seed,
+                       read_out, scratch, events, lane)
 
 
 def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise) -> None:
@@ -903,8 +936,8 @@ def warm_up() -> None:
     eta, eps = np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32)
     xpos, xneg, _, _, off = pulse_masks(x, x, eta, eps, UpdateSettings(1.0, 1.0, True, True), seed)
     train_scales(x, x, eta, eps, 1.0, 1.0, True, True)
-    plan = read_plan(np.array([0]), np.array([1]), 2)
-    apply_trains(state, xpos, xneg, xpos, xneg, off, plan, seed, np.zeros((1, 2, 1), dtype=np.float32))
+    apply_trains(state, xpos, xneg, xpos, xneg, off, np.array([0]), np.array([1]), seed,
+                 np.zeros((1, 2, 1), dtype=np.float32))
 
 
 class NumpyViews:
