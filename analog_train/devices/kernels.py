@@ -16,10 +16,12 @@ pass and touch only the devices that receive pulses. They compute the same thing
   (any number of reads per column).
 
 A device's update is one long chain of dependent arithmetic, so the devices of a row are
-updated together: listed, gathered into contiguous arrays and run through branch-free loops that
+updated together: gathered into contiguous arrays (lanes) and run through branch-free loops that
 the compiler vectorises (:func:`_lanes`, :func:`_lanes_near`); the few that need a logarithm (a
 Gaussian in the tails) or more pulses than the branch-free powers cover are finished by the
 scalar code (:func:`_apply_one`) with the same random numbers, and a test holds both equal.
+:func:`apply_trains` gathers a row's devices once and keeps them in the lanes through all of the
+row's runs (a device gets hundreds in an LSTM mini-batch), writing them back at the end.
 
 Gaussian numbers come from a counter-based generator (SplitMix64 hash of a seed drawn from the
 run's ``torch.Generator``, the device's flat index and a stream number; Acklam's normal quantile),
@@ -348,29 +350,39 @@ LANE_EXACT = 2  # near a bound (_lanes_near), or a train of BINARY_TRAIN pulses 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _lanes(n, g, params, n_up, n_dn, uniforms, mult, out, mean, sd, status):
-    """:func:`_apply_one` for ``n`` gathered devices, with no branch, call or integer conversion in the
-    loop, so that the compiler vectorises it (4 devices per AVX2 instruction).
+    """:func:`_apply_one` for ``n`` gathered devices with pulses of one sign each (a run, a write of C),
+    with no branch, call or integer conversion in the loop, so that the compiler vectorises it (4
+    devices per AVX2 instruction). One phase of ``n_up + n_dn`` pulses is the three phases of
+    :func:`_composite` when one count is zero; a device with both is left to the scalar code.
 
     Reads contiguous copies of the devices' conductances ``g``, parameters ``params (LANE_PARAMS, n)``,
     counts and the uniforms of their Gaussians. Writes the new conductances to ``out``, the
     noise-free ones and the noise sd to ``mean`` and ``sd``, and in ``status`` what is left to
-    :func:`apply_gathered` (``LANE_*``).
+    :func:`update_lanes` (``LANE_*``).
     """
     for t in range(n):
         nu, nd, g0, u = n_up[t], n_dn[t], g[t], uniforms[t]
         a_up, a_dn, bmin, bmax = params[0, t], params[1, t], params[2, t], params[3, t]
         c2c, s_up, s_dn = params[4, t], params[5, t], params[6, t]
-        n1 = np.floor(0.5 * nu)
-        q1, t1 = _binary_geometric(n1, s_up)
-        qd, td = _binary_geometric(nd, -s_dn)
-        g1, g2, g3, sigma = _composite(g0, a_up, a_dn, s_up, s_dn, c2c, n1, nd, nu - n1, nu - 2.0 * n1,
-                                       q1, t1, qd, td, mult)
-        out[t] = min(max(g3 + sigma * central_quantile(u), bmin), bmax)
-        mean[t] = g3
+        up = nu > 0.0
+        pulses = nu + nd
+        a = a_up if up else a_dn
+        s = s_up if up else s_dn
+        qm1 = s_up if up else -s_dn
+        power, total = _binary_geometric(pulses, qm1)
+        f = a + s * g0  # |first step|
+        g1 = g0 + total * f if up else g0 - total * f
+        if mult:
+            var = pulses * (c2c * f * power) * (c2c * f * power) / ((1.0 + qm1) * (1.0 + qm1))
+        else:
+            var = total * (power + 1.0) * _additive_variance(c2c, a, qm1)
+        sigma = math.sqrt(var)
+        out[t] = min(max(g1 + sigma * central_quantile(u), bmin), bmax)
+        mean[t] = g1
         sd[t] = sigma
         # | rather than `or`: no branch
-        exact = (not _far_from_bounds(g0, g1, g2, g3, sigma, bmin, bmax)) | (nu >= BINARY_TRAIN) | \
-            (nd >= BINARY_TRAIN) | _steep(s_up, s_dn)
+        exact = (not _far_from_bounds(g0, g0, g1, g1, sigma, bmin, bmax)) | (pulses >= BINARY_TRAIN) | \
+            _steep(s_up, s_dn) | ((nu > 0.0) & (nd > 0.0))
         status[t] = LANE_EXACT if exact else (LANE_TAIL if in_tail(u) else LANE_DONE)
 
 
@@ -437,21 +449,16 @@ def lane_buffers(n):
 
 
 @_inline
-def apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, stream):
-    """Apply the counts of the first ``m`` devices listed in ``lane`` (index, n_up, n_dn) in place.
+def update_lanes(m, lane, rows, seed, mult, stream):
+    """The counts ``n_up, n_dn`` of the first ``m`` lanes applied to their conductances ``lg`` (in place).
 
-    Gathers them and updates them with :func:`_lanes`; gathers those near a bound and updates
-    them with :func:`_lanes_near`; scatters the results and finishes what is left, with the same
-    random numbers as :func:`_apply_at` (streams ``stream`` to ``stream + 4``).
+    The lanes hold contiguous copies of the devices (``lane``: flat index, counts, conductance,
+    parameters). Updates them with :func:`_lanes`, those near a bound with :func:`_lanes_near`,
+    and finishes what is left with :func:`_apply_one`, with the same random numbers as
+    :func:`_apply_at` (streams ``stream`` to ``stream + 4``).
     """
     index, n_up, n_dn, lg, params, uniforms, out, mean, sd, status = lane[:10]
     near, near_g, near_params, near_up, near_dn, near_uniforms, near_out, redo = lane[10:]
-    for t in range(m):  # one device at a time: its row of parameters is half a cache line
-        _prefetch_row(rows, index[min(t + PREFETCH_AHEAD, m - 1)])
-        i = index[t]
-        lg[t] = g[i]
-        for f in range(LANE_PARAMS):
-            params[f, t] = rows[i, f]
     for t in range(m):
         uniforms[t] = uniform(key(seed, index[t], stream))
     _lanes(m, lg, params, n_up, n_dn, uniforms, mult, out, mean, sd, status)
@@ -474,13 +481,40 @@ def apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noi
                 out[near[k]] = near_out[k]
                 status[near[k]] = LANE_DONE
     for t in range(m):
-        i = index[t]
         if status[t] == LANE_DONE:
-            g[i] = out[t]
+            lg[t] = out[t]
         elif status[t] == LANE_TAIL:
-            g[i] = min(max(mean[t] + sd[t] * quantile(uniforms[t]), params[2, t]), params[3, t])
+            lg[t] = min(max(mean[t] + sd[t] * quantile(uniforms[t]), params[2, t]), params[3, t])
         else:
-            g[i] = _apply_one(lg[t], rows, i, n_up[t], n_dn[t], mult, seed, stream)
+            lg[t] = _apply_one(lg[t], rows, index[t], n_up[t], n_dn[t], mult, seed, stream)
+
+
+@_inline
+def gather_lane(t, i, lane, g, rows):
+    """Copy device ``i`` (flat index) into lane ``t``: its index, conductance and parameters."""
+    lane[0][t] = i
+    lane[3][t] = g[i]
+    params = lane[4]
+    for f in range(LANE_PARAMS):
+        params[f, t] = rows[i, f]
+
+
+@_inline
+def apply_gathered(m, lane, g, w_noise, pulse_count, rows, seed, mult, write_noise, stream):
+    """Apply the counts of the first ``m`` devices listed in ``lane`` (index, n_up, n_dn) in place.
+
+    Gathers them (:func:`gather_lane`), updates them together (:func:`update_lanes`) and scatters
+    the results, with each device's endurance count and write noise.
+    """
+    index, n_up, n_dn = lane[0], lane[1], lane[2]
+    for t in range(m):  # one device at a time: its row of parameters is half a cache line
+        _prefetch_row(rows, index[min(t + PREFETCH_AHEAD, m - 1)])
+        gather_lane(t, index[t], lane, g, rows)
+    update_lanes(m, lane, rows, seed, mult, stream)
+    lg = lane[3]
+    for t in range(m):
+        i = index[t]
+        g[i] = lg[t]
         _count_and_rewrite(i, n_up[t] + n_dn[t], w_noise, pulse_count, rows, seed, write_noise, stream)
 
 
@@ -673,48 +707,53 @@ def _lowest(bits):
 
 
 @_inline
-def _take_runs(up, dn, c, pend, ev_col, ev_n, ev_read, n_ev):
+def _close(c, pend, ev_n, ev_read, count, first, read):
+    """Close column ``c``'s pending run as its next event (``read``: the read taken after it, -1 none)."""
+    e = first[c] + count[c]
+    ev_n[e], ev_read[e] = pend[c], read
+    count[c] += 1
+    pend[c] = 0
+
+
+@_inline
+def _take_runs(up, dn, c, pend, ev_n, ev_read, count, first):
     """Add a column's coincidence bits of one word (bit order is time order) to its pending run.
 
     A device's pulses within one sample all have one sign, ``sign(d_i) sign(x_j)``; where the sign
     changes from one sample to a later one, the pending run (``pend[c]``: + ups, - downs) closes as
-    an event. Returns the number of events.
+    the column's next event.
     """
     while (up | dn) != np.uint64(0):
-        if up != np.uint64(0) and (dn == np.uint64(0) or _lowest(up) < _lowest(dn)):
-            if pend[c] < 0:
-                ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], -1
-                n_ev += 1
-                pend[c] = 0
-            before = up if dn == np.uint64(0) else up & (_lowest(dn) - np.uint64(1))
-            pend[c] += _popcount(before)
+        now_up = (_lowest(up | dn) & up) != np.uint64(0)
+        same, other = (up, dn) if now_up else (dn, up)
+        before = same & (_lowest(other) - np.uint64(1))  # all of `same` when `other` is empty
+        if (pend[c] < 0) if now_up else (pend[c] > 0):
+            _close(c, pend, ev_n, ev_read, count, first, -1)
+        n = np.int64(_popcount(before))
+        if now_up:
+            pend[c] += n
             up = up ^ before
         else:
-            if pend[c] > 0:
-                ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], -1
-                n_ev += 1
-                pend[c] = 0
-            before = dn if up == np.uint64(0) else dn & (_lowest(up) - np.uint64(1))
-            pend[c] -= _popcount(before)
+            pend[c] -= n
             dn = dn ^ before
-    return n_ev
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def _row_events(p, i, n_active, slot_of, x_cols, dpos, dneg, off, sample, col, pend, cut, ev_col, ev_n, ev_read):
+@_inline
+def _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, ev_read,
+                count, first):
     """The pulses of every device of row ``(p, i)`` as same-sign runs in time order, and its columns' reads.
 
-    Event ``e``: the device of active column ``ev_col[e]`` gets ``|ev_n[e]|`` pulses of sign
-    ``ev_n[e]`` (+ up, - down; 0 none), then, if ``ev_read[e] >= 0``, read ``ev_read[e]`` of that
-    column is taken. One pass over the row's words: a read ending inside a word cuts its column
-    there (``cut[c]``: the slot its column is consumed up to), every other bit goes to its column's
-    pending run. Returns the number of events; the arrays hold :func:`event_capacity` of them.
+    Column ``c``'s events lie at ``first[c] .. first[c] + count[c]`` in time order: event ``e``
+    gives the device ``|ev_n[e]|`` pulses of sign ``ev_n[e]`` (+ up, - down; 0 none), then, if
+    ``ev_read[e] >= 0``, read ``ev_read[e]`` of that column is taken. One pass over the row's words:
+    a read ending inside a word cuts its column there (``cut[c]``: the slot its column is consumed
+    up to), every other bit goes to its column's pending run.
     """
     n_c = n_active[p]
     pend[:n_c] = 0
     cut[:n_c] = 0
+    count[:n_c] = 0
     n_r = col.shape[0]
-    n_ev = 0
     r = 0
     for w in range(dpos.shape[2]):
         a, b = dpos[p, i, w], dneg[p, i, w]
@@ -725,67 +764,51 @@ def _row_events(p, i, n_active, slot_of, x_cols, dpos, dneg, off, sample, col, p
                 end = off[p, sample[r] + 1]
                 if a | b:
                     inside = _slots_from(max(cut[c] - word, 0)) & ~_slots_from(max(end - word, 0))
-                    up, dn = _coincidences(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
-                    n_ev = _take_runs(up & inside, dn & inside, c, pend, ev_col, ev_n, ev_read, n_ev)
-                ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], r
-                n_ev += 1
-                pend[c] = 0
+                    up, dn = _coincidences(a, b, xpos[p, col[r], w], xneg[p, col[r], w])
+                    _take_runs(up & inside, dn & inside, c, pend, ev_n, ev_read, count, first)
+                _close(c, pend, ev_n, ev_read, count, first, r)
                 cut[c] = end
             r += 1
         if a | b:
             for c in range(n_c):
-                up, dn = _coincidences(a, b, x_cols[0, p, w, c], x_cols[1, p, w, c])
+                j = active[p, c]
+                up, dn = _coincidences(a, b, xpos[p, j, w], xneg[p, j, w])
                 if cut[c] > word:
                     rest = _slots_from(cut[c] - word)
                     up, dn = up & rest, dn & rest
                 if up | dn:
-                    n_ev = _take_runs(up, dn, c, pend, ev_col, ev_n, ev_read, n_ev)
+                    _take_runs(up, dn, c, pend, ev_n, ev_read, count, first)
     while r < n_r:  # reads at the very end of the chunk's slots
         c = slot_of[p, col[r]]
         if c >= 0:
-            ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], r
-            n_ev += 1
-            pend[c] = 0
+            _close(c, pend, ev_n, ev_read, count, first, r)
         r += 1
     for c in range(n_c):
         if pend[c] != 0:
-            ev_col[n_ev], ev_n[n_ev], ev_read[n_ev] = c, pend[c], -1
-            n_ev += 1
-    return n_ev
+            _close(c, pend, ev_n, ev_read, count, first, -1)
 
 
 @_inline
-def event_capacity(xpos, xneg, n_r):
-    """At most how many events :func:`_row_events` makes for a row: a run per sample and column with
-    x bits (at most their bits), one event per read and one last run per column."""
-    most = 0
-    for p in range(xpos.shape[0]):
-        bits = 0
-        for j in range(xpos.shape[1]):
-            for w in range(xpos.shape[2]):
-                bits += _popcount(xpos[p, j, w] | xneg[p, j, w])
-        most = max(most, bits)
-    return most + n_r + xpos.shape[1] + 1
-
-
-@_inline
-def _train_row(row, n_out, n_in, active, n_active, slot_of, x_cols, state, dpos, dneg, off, sample, col, seed,
-               read_out, scratch, events, lane):
+def _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, state, dpos, dneg, off, sample, col,
+               seed, read_out, scratch, events, lane):
     """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
 
-    The row's events (:func:`_row_events`) are sorted by column, keeping their time order; round
-    ``m`` applies the ``m``-th run of every column that has one (:func:`apply_gathered`, with its
-    own seed), then takes the reads that follow those runs. So every device gets its pulses run by
-    run, as sample-by-sample processing gives them (one closed form per same-sign run), and every
-    read sees A right after its sample. Reads of columns without pulses are taken as they are.
+    The row's events (:func:`_row_events`) come per column in time order. The row's devices with
+    events are copied into the lanes once, the busiest column first, so that the columns with an
+    ``m``-th event are the first lanes; round ``m`` applies the ``m``-th run of each of them
+    together (:func:`update_lanes`, with the round's own seed), then takes the reads that follow
+    those runs. So every device gets its pulses run by run, as sample-by-sample processing gives
+    them (one closed form per same-sign run), and every read sees A right after its sample. Reads
+    of columns without pulses are taken as they are.
     """
     g, w_noise, pulse_count, rows, ref = state.g, state.w_noise, state.pulse_count, state.rows, state.ref
+    write_noise = state.write_noise
     p = row // n_out
     i = row - p * n_out
     base = row * n_in
-    index, n_up, n_dn = lane[0], lane[1], lane[2]
-    pend, cut, count, first, by_count = scratch
-    ev_col, ev_n, ev_read, order = events
+    index, n_up, n_dn, lg = lane[0], lane[1], lane[2], lane[3]
+    pend, cut, count, by_count, at, pulses, noise = scratch
+    ev_n, ev_read = events
     quiet = True  # no d bit in this row: its devices stay as they are
     for w in range(dpos.shape[2]):
         if dpos[p, i, w] | dneg[p, i, w]:
@@ -796,71 +819,76 @@ def _train_row(row, n_out, n_in, active, n_active, slot_of, x_cols, state, dpos,
             read_out[p, i, r] = g[kk] - ref[kk] + w_noise[kk]
     if quiet:
         return
-    n_ev = _row_events(p, i, n_active, slot_of, x_cols, dpos, dneg, off, sample, col, pend,
-                                              cut, ev_col, ev_n, ev_read)
+    fp = first[p]
+    _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, ev_read,
+                count, fp)
     n_c = n_active[p]
-    count[:n_c] = 0
-    for e in range(n_ev):
-        count[ev_col[e]] += 1
-    first[0] = 0
-    for c in range(1, n_c):
-        first[c] = first[c - 1] + count[c - 1]
-    filled = cut  # (reused: the events placed per column so far)
-    filled[:n_c] = first[:n_c]
-    for e in range(n_ev):
-        order[filled[ev_col[e]]] = e
-        filled[ev_col[e]] += 1
     by_count[:n_c] = np.argsort(-count[:n_c])  # the columns with the most events first
+    for t in range(n_c):
+        kk = base + active[p, by_count[t]]
+        gather_lane(t, kk, lane, g, rows)
+        at[t] = fp[by_count[t]]  # where the lane's column's events start
+        pulses[t] = 0.0
+        noise[t] = w_noise[kk]
     rounds = count[by_count[0]] if n_c > 0 else 0
+    live = n_c  # lanes whose column has an m-th event: a prefix, shrinking with m
     for m in range(rounds):
-        c_n = 0
-        for t in range(n_c):
-            c = by_count[t]
-            if count[c] <= m:
-                break
-            n = ev_n[order[first[c] + m]]
-            index[c_n] = base + active[p, c]
-            n_up[c_n] = max(n, 0)
-            n_dn[c_n] = max(-n, 0)
-            c_n += n != 0
-        if c_n > 0:
-            apply_gathered(c_n, lane, g, w_noise, pulse_count, rows, round_seed(seed, m), state.mult,
-                           state.write_noise, 0)
-        for t in range(n_c):
-            c = by_count[t]
-            if count[c] <= m:
-                break
-            r = ev_read[order[first[c] + m]]
+        while live > 0 and count[by_count[live - 1]] <= m:
+            live -= 1
+        seed_m = round_seed(seed, m)
+        for t in range(live):
+            n = ev_n[at[t] + m]
+            n_up[t] = max(n, 0)
+            n_dn[t] = max(-n, 0)
+            pulses[t] += abs(n)
+        update_lanes(live, lane, rows, seed_m, state.mult, 0)
+        if write_noise:  # a fresh write-noise draw after each update, as _count_and_rewrite makes
+            for t in range(live):
+                if n_up[t] + n_dn[t] > 0.0:
+                    noise[t] = rows[index[t], 7] * normal(key(seed_m, index[t], 1))
+        for t in range(live):
+            r = ev_read[at[t] + m]
             if r >= 0:
-                kk = base + active[p, c]
-                read_out[p, i, r] = g[kk] - ref[kk] + w_noise[kk]
+                read_out[p, i, r] = lg[t] - ref[index[t]] + noise[t]
+    for t in range(n_c):
+        kk = index[t]
+        g[kk] = lg[t]
+        pulse_count[kk] += pulses[t]
+        w_noise[kk] = noise[t]
 
 
 @_inline
-def _active_columns(xpos, xneg):
-    """Per replica, the columns with any x bit (the only ones a row's pulses can reach), their x words
-    side by side, ``x_cols (2, P, W, in)`` (positive, negative), and each column's place among them
-    (-1: none)."""
+def _active_columns(xpos, xneg, off, col):
+    """Per replica, the columns with any x bit (the only ones a row's pulses can reach), each column's
+    place among them (-1: none), and where its events start in a row's event arrays (``first (P,
+    in + 1)``), with the room a row needs. A column has at most a run per x bit and per sample, an
+    event per read and a last run; the bound is kept tight because a row writes each column's
+    events at its own place, and pages it touches stay resident."""
     n_p, n_in, words = xpos.shape
+    n_b = off.shape[1] - 1
     active = np.empty((n_p, n_in), dtype=np.int64)
     n_active = np.zeros(n_p, dtype=np.int64)
     slot_of = np.full((n_p, n_in), -1, dtype=np.int64)
-    x_cols = np.empty((2, n_p, words, n_in), dtype=np.uint64)
+    first = np.zeros((n_p, n_in + 1), dtype=np.int64)
     for p in range(n_p):
         for j in range(n_in):
-            live = False
+            bits = 0
             for w in range(words):
-                if xpos[p, j, w] | xneg[p, j, w]:
-                    live = True
-            if live:
+                bits += _popcount(xpos[p, j, w] | xneg[p, j, w])
+            if bits > 0:
                 c = n_active[p]
-                for w in range(words):
-                    x_cols[0, p, w, c] = xpos[p, j, w]
-                    x_cols[1, p, w, c] = xneg[p, j, w]
                 active[p, c] = j
                 slot_of[p, j] = c
+                first[p, c + 1] = min(bits, n_b) + 1
                 n_active[p] += 1
-    return active, n_active, slot_of, x_cols
+    for r in range(col.shape[0]):
+        for p in range(n_p):
+            if slot_of[p, col[r]] >= 0:
+                first[p, slot_of[p, col[r]] + 1] += 1
+    for p in range(n_p):
+        for c in range(n_in):
+            first[p, c + 1] += first[p, c]
+    return active, n_active, slot_of, first, first[:, n_in].max()
 
 
 class DeviceState(NamedTuple):
@@ -890,20 +918,17 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
     ``read_out[:, :, r]``. The rows are spread over as many threads as :func:`match_torch_threads` set.
     """
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
-    active, n_active, slot_of, x_cols = _active_columns(xpos, xneg)
-    n_r = col.shape[0]
+    active, n_active, slot_of, first, capacity = _active_columns(xpos, xneg, off, col)
     n_rows = n_p * n_out
     n_chunks = min(n_rows, ROW_CHUNKS)
-    capacity = event_capacity(xpos, xneg, n_r)
     for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch
         scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64),
-                   np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64))
-        events = (np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64),
-                  np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64))
+                   np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in), np.empty(n_in))
+        events = (np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64))
         lane = lane_buffers(n_in)
         for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
-            _train_row(row, n_out, n_in, active, n_active, slot_of, x_cols, state, dpos, dneg, off, sample, col, seed,
-                       read_out, scratch, events, lane)
+            _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, state, dpos, dneg, off, sample,
+                       col, seed, read_out, scratch, events, lane)
 
 
 def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise) -> None:
