@@ -29,7 +29,7 @@ test: install  ## the default test suite (about 10-15 minutes on 2 cores)
 test-slow: install  ## the slow tier (long training runs)
 	$(BIN)/pytest -q -m slow
 
-figures: install  ## paper Figs. 2-6, Table 1 (PNG, PDF, CSV) and REPORT.md into figures/ (~30 min; reuses what is done; PAPER=1: paper scale)
+figures: install  ## paper Figs. 2-6, Table 1 (PNG, PDF, CSV) and REPORT.md into figures/ (~45 min; reuses what is done; PAPER=1: paper scale)
 	$(BIN)/analog-train figures --out figures $(if $(PAPER),--paper-scale)
 
 report: install  ## figures/REPORT.md again from the CSVs in figures/ (no simulation)
