@@ -165,6 +165,14 @@ def test_lstm_model_picks_its_data_set_and_schedule():
     assert compose_config(["model=lenet5"]).data.name == "mnist"
 
 
+def test_lstm_transfer_algorithms_get_their_own_lr_and_an_override_still_wins():
+    # conf/model_algo/lstm_<algo>.yaml: lr sets the transfer A -> C, the model's lr 1 is digital SGD's
+    lr = {algo: compose_config(["model=lstm", f"algo={algo}"]).train.lr for algo in ("fp", "sgd", "ttv2", "cttv2", "agad")}
+    assert lr == {"fp": 1.0, "sgd": 1.0, "ttv2": 0.03, "cttv2": 0.03, "agad": 0.03}
+    assert compose_config(["model=lstm", "algo=agad", "train.lr=0.1"]).train.lr == 0.1
+    assert compose_config(["model=fc", "algo=agad"]).train.lr == compose_config(["model=fc", "algo=fp"]).train.lr
+
+
 def test_an_analog_linear_layer_keeps_its_reads_in_forward_order():
     layer = AnalogLinear(3, 2, build_algorithm(SGD, IDEAL, (2, 3), UPDATE, gen(0), gen(1)), PERFECT, gen(1), gen(2))
     seen = []
