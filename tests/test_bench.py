@@ -27,6 +27,10 @@ def test_bench_alternates_each_case_with_the_reference(capsys, monkeypatch, mode
         assert row["ratio"] == pytest.approx(row["seconds"] / row["reference"])
         assert f"{row['ratio']:6.2f} x fp" in out
     assert ("1M characters" if model == "lstm" else "60k images") in out
+    # the pulses per device and sample that explain a case's cost: W for in-memory SGD, A and C for AGAD
+    assert set(results["sgd"]["pulses"]) == {"W"} and set(results["agad"]["pulses"]) == {"A", "C"}
+    assert results["sgd"]["pulses"]["W"] > 0 and results["agad"]["pulses"]["A"] > results["agad"]["pulses"]["C"]
+    assert f"pulses/device/{'character' if model == 'lstm' else 'image'}: A " in out
     # per case: untimed warm-ups, then the reference and the case in turns, reference first
     first = calls[:4]
     ref, case = first[0][0], first[1][0]

@@ -9,8 +9,9 @@ before and after a case often did not. Model, optimizer and steps are the traini
 (``train.build_trainable``, ``train.train_step``); before the timing each model trains a few
 batches and every compiled kernel is loaded, so one-time costs do not count against the rate. A
 case runs until it has trained ``min_seconds`` (and the reference as many batches). Speeds are
-seconds per 60k samples of the task (images; per million characters for the LSTM) and the peak
-memory of the process while the case ran.
+seconds per 60k samples of the task (images; per million characters for the LSTM), the peak
+memory of the process while the case ran, and the pulses each array's devices received per
+sample on average (a transfer algorithm's cost follows A's, which depend on the training phase).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from analog_train.crossbar import mvm_kernel
 from analog_train.data import load_data
 from analog_train.devices import kernels
 from analog_train.runner.tasks import Task, build_task
-from analog_train.runner.train import build_trainable, train_step
+from analog_train.runner.train import build_trainable, endurance, train_step
 from analog_train.seeding import derived_seed
 
 WARMUP_BATCHES = 3
@@ -71,6 +72,7 @@ class _Session:
         self.task, self.batches, self.clip = task, batches, cfg.train.clip_grad_norm
         self.done = 0  # mini-batches trained, the order wraps around
         self.samples = 0  # samples of the timed blocks
+        self.trained = 0  # samples of every block, the untimed included
         self.seconds = 0.0  # time of the timed blocks
 
     def run(self, n: int, timed: bool = True) -> None:
@@ -81,6 +83,7 @@ class _Session:
             train_step(self.model, self.optimizer, self.task, batch, self.clip)
             samples += self.task.batch_samples(batch)
             self.done += 1
+        self.trained += samples
         if timed:
             self.seconds += time.perf_counter() - start
             self.samples += samples
@@ -114,7 +117,7 @@ def run_benchmark(model: str = "fc", min_seconds: float = 20.0, batch_size: Opti
     """Time each case against the reference; print a row per case as it finishes, then the ratios.
 
     Returns per case label: seconds per rate unit, the reference's in the blocks alternating with
-    it, the ratio and the peak memory (MiB).
+    it, the ratio, the peak memory (MiB) and the mean pulses per device and sample per array kind.
     """
     cases = cases or [c for c in CASES if exact or "exact" not in c[0]]
     (ref_label, ref_overrides), others = cases[0], cases[1:]
@@ -144,11 +147,14 @@ def run_benchmark(model: str = "fc", min_seconds: float = 20.0, batch_size: Opti
             ref.run(block)
             case.run(block)
         row = {"seconds": case.seconds / case.samples * per, "reference": ref.seconds / ref.samples * per,
-               "ratio": (case.seconds / case.samples) / (ref.seconds / ref.samples), "peak_mib": memory.mib()}
+               "ratio": (case.seconds / case.samples) / (ref.seconds / ref.samples), "peak_mib": memory.mib(),
+               "pulses": {name: s["mean_pulses_per_sample"] for name, s in endurance(case.model, case.trained).items()}}
         results[label] = row
         peak = f"{row['peak_mib']:7.0f} MiB" if row["peak_mib"] is not None else ""
+        pulses = ", ".join(f"{name} {n:.3g}" for name, n in row["pulses"].items())
         print(f"  {label:<12} {row['seconds']:9.1f} s / {per_label}   {ref_label} alongside {row['reference']:7.1f} s"
-              f"   {row['ratio']:6.2f} x {ref_label}   peak {peak}", flush=True)
+              f"   {row['ratio']:6.2f} x {ref_label}   peak {peak}"
+              + (f"   pulses/device/{task.unit.rstrip('s')}: {pulses}" if pulses else ""), flush=True)
     print(f"ratios to {ref_label} (each to the {ref_label} blocks alternating with it):")
     for label in results:
         print(f"  {label:<12} {results[label]['ratio']:6.2f} x {ref_label}")
