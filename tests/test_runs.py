@@ -7,6 +7,7 @@ as completed, two runs mixing their files, a silent job log, a killed run starti
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -130,7 +131,10 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path: Path) -> None:
     assert done.returncode == 2 and "completed its 1 epochs" in done.stderr
     other = run_cli(tmp_path, f"resume={run}", "train.epochs=2", "train.lr=0.5")
     assert other.returncode == 2 and "train.lr=0.5" in other.stderr and len(other.stderr.strip().splitlines()) == 1
-    more = run_cli(tmp_path, f"resume={run}", "train.epochs=2")
+    # the error names the saved value to give (what a run made before a default changed needs)
+    keep = re.search(r"give (train\.lr=\S+) to continue it as it was made", other.stderr)
+    assert keep, other.stderr
+    more = run_cli(tmp_path, f"resume={run}", "train.epochs=2", keep.group(1))
     assert more.returncode == 0, more.stderr
     assert summary(run)["epochs_completed"] == 2 and len(pd.read_csv(run / "metrics.csv")) == 2
     nothing = run_cli(tmp_path, f"resume={tmp_path / 'nowhere'}")

@@ -118,9 +118,12 @@ def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], where: 
     changed = changed_key(saved, current)
     if changed is not None:
         key, was, now = changed
+        # The value may differ without being given: a shipped default changed since the run was made.
+        keep = f"; give {key}={'null' if was is None else was} to continue it as it was made" \
+            if was is None or isinstance(was, (bool, int, float, str)) else ""
         raise ConfigError(f"resume={where}: {key}={now} but the run was made with {key}={was} "
                           f"(a resumed run keeps its config; only {', '.join(k for k in RESUMABLE_KEYS if k != 'resume')} "
-                          "may change)")
+                          f"may change){keep}")
 
 
 def _load(run_dir: Path) -> dict[str, Any]:
