@@ -100,6 +100,9 @@ def test_job_log_has_a_line_per_epoch(tmp_path: Path) -> None:
     assert "completed: test accuracy" in log[-1]
     record = summary(out)
     assert record["choices"]["device"] == "reram" and record["compile_seconds"] >= 0
+    # optional groups count where a config was loaded: agad_reram.yaml exists, fc_agad.yaml does not
+    assert record["choices"]["algo_device"] == "agad_reram" and "model_algo" not in record["choices"]
+    assert "algo_device=agad_reram" in log[0] and "model_algo=" not in log[0]
 
 
 @pytest.mark.parametrize("algo", ["sgd", "agad"])

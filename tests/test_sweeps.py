@@ -49,6 +49,7 @@ def test_results_table_columns(tmp_path: Path) -> None:
     results = pd.read_csv(sweep / "results.csv")
     assert results["device"].tolist() == ["reram", "reram"] and results["model"].tolist() == ["fc", "fc"]
     assert results["overrides"][0].startswith("algo=fp data=digits")
+    assert "algo_device" not in results and "model_algo" not in results  # no preset for fp or sgd on reram
     for column in ("compile_seconds", "train_seconds", "wall_seconds", "test_accuracy", "final_test_loss"):
         assert results[column].notna().all(), column
     assert (results["test_accuracy"] == results["test_accuracy"].round(3)).all()

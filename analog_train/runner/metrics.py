@@ -68,15 +68,23 @@ def package_versions() -> dict[str, str]:
 
 def hydra_job(cfg: DictConfig) -> dict[str, Any]:
     """The Hydra job this process runs: config-group choices (in the order of ``cfg``'s keys),
-    command-line overrides and, in a sweep, the job number (empty outside a Hydra app)."""
+    command-line overrides and, in a sweep, the job number (empty outside a Hydra app).
+
+    An optional group's choice (``algo_device``, ``model_algo``: ``<algo>_<device_preset>``) counts only
+    where that config exists: Hydra records the name it looked for even when it loaded nothing.
+    """
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if not HydraConfig.initialized():
         return {}
     hydra = HydraConfig.get()
+    loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
     keys = list(cfg)
-    groups = sorted((k for k in hydra.runtime.choices if not k.startswith("hydra/")),
+    groups = sorted((k for k in hydra.runtime.choices if not k.startswith("hydra/")
+                     and (loader is None or hydra.runtime.choices[k] is None
+                          or hydra.runtime.choices[k] in loader.get_group_options(k))),
                     key=lambda k: keys.index(k) if k in keys else len(keys))
     out: dict[str, Any] = {"choices": {k: hydra.runtime.choices[k] for k in groups},
                            "overrides": list(hydra.overrides.task)}
