@@ -70,7 +70,7 @@ def hydra_job(cfg: DictConfig) -> dict[str, Any]:
     """The Hydra job this process runs: config-group choices (in the order of ``cfg``'s keys),
     command-line overrides and, in a sweep, the job number (empty outside a Hydra app).
 
-    An optional group's choice (``algo_device``, ``model_algo``: ``<algo>_<device_preset>``) counts only
+    An optional group's choice (``algo_device``, ``model_algo``: a name made from other choices) counts only
     where that config exists: Hydra records the name it looked for even when it loaded nothing.
     """
     from hydra.core.global_hydra import GlobalHydra
