@@ -112,8 +112,8 @@ _P_LOW = 0.02425
 
 @_inline
 def uniform(bits):
-    """A uniform in (0, 1) from the 64 random ``bits`` of :func:`key` (53 of them, after one more mix)."""
-    return ((_hash(bits) >> _S11) + 0.5) * _TO_UNIT
+    """A uniform in (0, 1) from the 64 random ``bits`` of :func:`key` (53 of them)."""
+    return ((bits >> _S11) + 0.5) * _TO_UNIT
 
 
 @_inline
@@ -125,12 +125,55 @@ def central_quantile(u):
     return num / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
 
 
+@intrinsic
+def _bits_of(typingctx, x):
+    """The 64 bits of a float64 (a bit cast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.uint64(types.float64), codegen
+
+
+@intrinsic
+def _float_of(typingctx, bits):
+    """The float64 of 64 bits (a bit cast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.uint64), codegen
+
+
+_MANTISSA = np.uint64((1 << 52) - 1)
+_ONE_BITS = np.uint64(1023 << 52)
+_LN2 = math.log(2.0)
+_SQRT2 = math.sqrt(2.0)
+
+
+@_inline
+def log_unit(u):
+    """``log(u)`` of a normal float64 ``u > 0``, inline and without a call (relative error below 1e-13).
+
+    ``u = 2^e m`` with ``m`` in ``[sqrt(1/2), sqrt(2))``; ``log m = 2 atanh(s)``, ``s = (m - 1) / (m + 1)``,
+    ``|s| < 0.172``, by its series to ``s^15``. Cheaper than the library's ``log`` in the normal
+    quantile's tails, where every twentieth Gaussian lands.
+    """
+    bits = _bits_of(u)
+    e = np.float64(np.int64(bits >> np.uint64(52)) - 1023)
+    m = _float_of((bits & _MANTISSA) | _ONE_BITS)  # [1, 2)
+    high = m >= _SQRT2
+    m = m * 0.5 if high else m
+    e = e + 1.0 if high else e
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    series = 1.0 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11 + s2 * (
+        1.0 / 13 + s2 * (1.0 / 15)))))))
+    return e * _LN2 + 2.0 * s * series
+
+
 @_inline
 def quantile(u):
     """Acklam's standard normal quantile of ``u`` in (0, 1)."""
     if _P_LOW <= u <= 1.0 - _P_LOW:
         return central_quantile(u)
-    t = math.sqrt(-2.0 * math.log(min(u, 1.0 - u)))
+    t = math.sqrt(-2.0 * log_unit(min(u, 1.0 - u)))
     x = (((((_C[0] * t + _C[1]) * t + _C[2]) * t + _C[3]) * t + _C[4]) * t + _C[5]) / \
         ((((_D[0] * t + _D[1]) * t + _D[2]) * t + _D[3]) * t + 1.0)
     return x if u < 0.5 else -x
@@ -600,34 +643,76 @@ def _draw_masks(v, factor, bl, off, words, seed, stream):
     """Bernoulli trains of one side, slot probability ``min(|v| factor, 1)``, as sign-split bit masks.
 
     Sample b of replica p owns the slots ``off[p, b] .. off[p, b + 1] - 1`` (its train, ``bl[p, b]``
-    long); a set bit goes to the positive or the negative mask by the sign of the element.
+    long); a set bit goes to the positive or the negative mask by the sign of the element. Slot t
+    of element j is a hit where 53 random bits (:func:`key` of counter ``(b n + j) 1024 + t``) lie
+    below the probability in units of 2^-53.
+
+    A sample's elements go together through loops without a branch (the compiler vectorises them),
+    up to 64 slots at a time. Their bits are OR-ed into per-element copies of the word being filled
+    and of the next one (a train may spill into it), which go to the masks when the slots move on
+    to a later word: each mask word is written once, instead of every sample writing into every
+    element's row of the masks.
     """
     n_p, n_b, n = v.shape
     pos = np.zeros((n_p, n, words), dtype=np.uint64)
     neg = np.zeros((n_p, n, words), dtype=np.uint64)
+    threshold = np.empty(n, dtype=np.uint64)
+    up = np.empty(n, dtype=np.uint64)
+    bits = np.empty(n, dtype=np.uint64)
+    now_pos, now_neg = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)  # the word being filled
+    next_pos, next_neg = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)  # the word after it
     for p in range(n_p):
+        now_pos[:], now_neg[:], next_pos[:], next_neg[:] = 0, 0, 0, 0
+        current = 0
         for b in range(n_b):
+            length = bl[p, b]
+            if length == 0:
+                continue
+            f = factor[p, b]
             for j in range(n):
-                pr = min(abs(v[p, b, j]) * factor[p, b], 1.0)
-                if pr <= 0.0:
-                    continue
-                target = pos if v[p, b, j] > 0 else neg
-                counter = (p * n_b + b) * n + j
-                # Branch-free: a hit compares 53 random bits with the probability in units of
-                # 2^-53 and is OR-ed in as 0 or 1 (a data-dependent branch mispredicts half the time).
-                # The bits of up to 64 slots are gathered in a register and OR-ed in at their offset.
-                threshold = np.uint64(pr * _TWO_53)
-                for t0 in range(0, bl[p, b], 64):
-                    bits = np.uint64(0)
-                    for t in range(t0, min(bl[p, b], t0 + 64)):
-                        hit = np.uint64((key(seed, counter * 1024 + t, stream) >> _S11) < threshold)
-                        bits |= hit << np.uint64(t - t0)
-                    start = off[p, b] + t0
-                    word, offset = start >> 6, np.uint64(start & 63)
-                    target[p, j, word] |= bits << offset
-                    if offset != 0 and word + 1 < words:  # the bits that spill into the next word
-                        target[p, j, word + 1] |= bits >> (np.uint64(64) - offset)
+                pr = min(abs(v[p, b, j]) * f, 1.0)
+                threshold[j] = np.uint64(np.int64(pr * _TWO_53))  # (pr <= 1: the cheap signed conversion)
+                up[j] = np.uint64(0) - np.uint64(v[p, b, j] > 0)  # all ones for a positive element
+            first = (p * n_b + b) * n
+            for t0 in range(0, length, 64):
+                bits[:] = 0
+                for t in range(t0, min(length, t0 + 64)):
+                    for j in range(n):
+                        hit = np.uint64((key(seed, (first + j) * 1024 + t, stream) >> _S11) < threshold[j])
+                        bits[j] |= hit << np.uint64(t - t0)
+                start = off[p, b] + t0
+                word, offset = start >> 6, np.uint64(start & 63)
+                if word != current:  # the slots moved on: the word being filled is done
+                    _store_word(pos, neg, p, current, now_pos, now_neg)
+                    if word == current + 1:
+                        now_pos[:], now_neg[:] = next_pos, next_neg
+                    else:
+                        if current + 1 < words:
+                            _store_word(pos, neg, p, current + 1, next_pos, next_neg)
+                        now_pos[:], now_neg[:] = 0, 0
+                    next_pos[:], next_neg[:] = 0, 0
+                    current = word
+                for j in range(n):
+                    low = bits[j] << offset
+                    now_pos[j] |= low & up[j]
+                    now_neg[j] |= low & ~up[j]
+                if offset != 0:  # the bits that spill into the next word
+                    for j in range(n):
+                        high = bits[j] >> (np.uint64(64) - offset)
+                        next_pos[j] |= high & up[j]
+                        next_neg[j] |= high & ~up[j]
+        _store_word(pos, neg, p, current, now_pos, now_neg)
+        if current + 1 < words:
+            _store_word(pos, neg, p, current + 1, next_pos, next_neg)
     return pos, neg
+
+
+@_inline
+def _store_word(pos, neg, p, word, word_pos, word_neg):
+    """Word ``word`` of every element's masks of replica ``p``."""
+    for j in range(word_pos.shape[0]):
+        pos[p, j, word] = word_pos[j]
+        neg[p, j, word] = word_neg[j]
 
 
 @njit(cache=True, error_model="numpy")
@@ -789,6 +874,27 @@ def _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sa
 
 
 @_inline
+def _order_by_count(count, n_c, tally, order):
+    """Fill ``order`` with the columns ``0 .. n_c - 1`` that have events, the most first (a counting
+    sort: counts are small integers, ``tally`` has room for the largest plus two); returns how many."""
+    top = 0
+    for c in range(n_c):
+        top = max(top, count[c])
+    tally[:top + 2] = 0
+    for c in range(n_c):  # tally[top - k + 1]: columns with count k, for k >= 1
+        if count[c] > 0:
+            tally[top - count[c] + 1] += 1
+    for k in range(top + 1):  # now tally[j]: where the j-th place's columns start
+        tally[k + 1] += tally[k]
+    for c in range(n_c):
+        if count[c] > 0:
+            j = top - count[c]
+            order[tally[j]] = c
+            tally[j] += 1
+    return tally[top]
+
+
+@_inline
 def _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, state, dpos, dneg, off, sample, col,
                seed, read_out, scratch, events, lane):
     """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
@@ -807,7 +913,7 @@ def _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, s
     i = row - p * n_out
     base = row * n_in
     index, n_up, n_dn, lg = lane[0], lane[1], lane[2], lane[3]
-    pend, cut, count, by_count, at, pulses, noise = scratch
+    pend, cut, count, by_count, at, pulses, noise, tally = scratch
     ev_n, ev_read = events
     quiet = True  # no d bit in this row: its devices stay as they are
     for w in range(dpos.shape[2]):
@@ -822,8 +928,7 @@ def _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, s
     fp = first[p]
     _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, ev_read,
                 count, fp)
-    n_c = n_active[p]
-    by_count[:n_c] = np.argsort(-count[:n_c])  # the columns with the most events first
+    n_c = _order_by_count(count, n_active[p], tally, by_count)  # the columns with events, the most first
     for t in range(n_c):
         kk = base + active[p, by_count[t]]
         gather_lane(t, kk, lane, g, rows)
@@ -850,7 +955,7 @@ def _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, s
             r = ev_read[at[t] + m]
             if r >= 0:
                 read_out[p, i, r] = lg[t] - ref[index[t]] + noise[t]
-    for t in range(n_c):
+    for t in range(n_c):  # the lanes back to their devices
         kk = index[t]
         g[kk] = lg[t]
         pulse_count[kk] += pulses[t]
@@ -919,11 +1024,16 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
     """
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
     active, n_active, slot_of, first, capacity = _active_columns(xpos, xneg, off, col)
+    span = 0  # the most events a column can have
+    for p in range(n_p):
+        for c in range(n_in):
+            span = max(span, first[p, c + 1] - first[p, c])
     n_rows = n_p * n_out
     n_chunks = min(n_rows, ROW_CHUNKS)
     for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch
         scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64),
-                   np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in), np.empty(n_in))
+                   np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in), np.empty(n_in),
+                   np.empty(span + 2, dtype=np.int64))
         events = (np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64))
         lane = lane_buffers(n_in)
         for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
