@@ -47,7 +47,7 @@ import torch
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from analog_train import kernel_cache
 
@@ -139,6 +139,52 @@ def _float_of(typingctx, bits):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.DoubleType())
     return types.float64(types.uint64), codegen
+
+
+@intrinsic
+def _float32_of(typingctx, bits):
+    """The float32 of 32 bits (a bit cast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def _bits32_of(typingctx, x):
+    """The 32 bits of a float32 (a bit cast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.uint32(types.float32), codegen
+
+
+def abs_max(row):
+    """``max |row|`` of a 1-d array (0 if empty), in compiled code; see its implementation below."""
+    return np.abs(row).max(initial=0.0)
+
+
+@overload(abs_max)
+def _abs_max(row):
+    """For float arrays the maximum is taken over the bits without the sign as unsigned
+    integers, whose order is the floats' order: a loop the compiler vectorises (a float maximum it
+    may not, without licence to ignore NaN), and the same value."""
+    if row.dtype in (types.float32, types.float64):
+        single = row.dtype == types.float32
+        uint, to_bits, to_float = (np.uint32, _bits32_of, _float32_of) if single else (np.uint64, _bits_of, _float_of)
+        magnitude = uint(0x7FFFFFFF) if single else uint(0x7FFFFFFFFFFFFFFF)
+
+        def impl(row):
+            top = uint(0)
+            for k in range(row.shape[0]):
+                top = max(top, to_bits(row[k]) & magnitude)
+            return to_float(top)
+        return impl
+
+    def impl(row):
+        top = row.dtype.type(0)
+        for k in range(row.shape[0]):
+            top = max(top, abs(row[k]))
+        return top
+    return impl
 
 
 _MANTISSA = np.uint64((1 << 52) - 1)
@@ -614,12 +660,7 @@ def _train_scales(x, d, eta, eps, desired_bl, um_grad_scale, management, bl_mana
     a_d = np.zeros((n_p, n_b))
     for p in range(n_p):
         for b in range(n_b):
-            xm = 0.0
-            for j in range(x.shape[2]):
-                xm = max(xm, abs(x[p, b, j]))
-            dm = 0.0
-            for i in range(d.shape[2]):
-                dm = max(dm, abs(d[p, b, i]))
+            xm, dm = float(abs_max(x[p, b])), float(abs_max(d[p, b]))
             e = eta[p, b]
             if not (xm > 0.0 and dm > 0.0 and e > 0.0):
                 continue
@@ -792,16 +833,15 @@ def _lowest(bits):
 
 
 @_inline
-def _close(c, pend, ev_n, ev_read, count, first, read):
-    """Close column ``c``'s pending run as its next event (``read``: the read taken after it, -1 none)."""
-    e = first[c] + count[c]
-    ev_n[e], ev_read[e] = pend[c], read
+def _close(c, pend, ev_n, count, first):
+    """Close column ``c``'s pending run as its next event."""
+    ev_n[first[c] + count[c]] = pend[c]
     count[c] += 1
     pend[c] = 0
 
 
 @_inline
-def _take_runs(up, dn, c, pend, ev_n, ev_read, count, first):
+def _take_runs(up, dn, c, pend, ev_n, count, first):
     """Add a column's coincidence bits of one word (bit order is time order) to its pending run.
 
     A device's pulses within one sample all have one sign, ``sign(d_i) sign(x_j)``; where the sign
@@ -813,7 +853,7 @@ def _take_runs(up, dn, c, pend, ev_n, ev_read, count, first):
         same, other = (up, dn) if now_up else (dn, up)
         before = same & (_lowest(other) - np.uint64(1))  # all of `same` when `other` is empty
         if (pend[c] < 0) if now_up else (pend[c] > 0):
-            _close(c, pend, ev_n, ev_read, count, first, -1)
+            _close(c, pend, ev_n, count, first)
         n = np.int64(_popcount(before))
         if now_up:
             pend[c] += n
@@ -824,15 +864,24 @@ def _take_runs(up, dn, c, pend, ev_n, ev_read, count, first):
 
 
 @_inline
-def _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, ev_read,
+def _read_taken(c, r, pend, ev_n, count, first, after):
+    """Read ``r`` of column ``c``: its pending run closes, and the read follows the column's events so far."""
+    if pend[c] != 0:
+        _close(c, pend, ev_n, count, first)
+    after[r] = count[c]
+
+
+@_inline
+def _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, after,
                 count, first):
-    """The pulses of every device of row ``(p, i)`` as same-sign runs in time order, and its columns' reads.
+    """The pulses of every device of row ``(p, i)`` as same-sign runs in time order, and when its columns are read.
 
     Column ``c``'s events lie at ``first[c] .. first[c] + count[c]`` in time order: event ``e``
-    gives the device ``|ev_n[e]|`` pulses of sign ``ev_n[e]`` (+ up, - down; 0 none), then, if
-    ``ev_read[e] >= 0``, read ``ev_read[e]`` of that column is taken. One pass over the row's words:
-    a read ending inside a word cuts its column there (``cut[c]``: the slot its column is consumed
-    up to), every other bit goes to its column's pending run.
+    gives the device ``|ev_n[e]|`` pulses of sign ``ev_n[e]`` (+ up, - down). Read ``r`` of an
+    active column is taken after the first ``after[r]`` events of its column (a read closes the
+    pending run, so that it sees the pulses of its sample; reads between two runs add no event).
+    One pass over the row's words: a read ending inside a word cuts its column there (``cut[c]``:
+    the slot its column is consumed up to), every other bit goes to its column's pending run.
     """
     n_c = n_active[p]
     pend[:n_c] = 0
@@ -850,8 +899,8 @@ def _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sa
                 if a | b:
                     inside = _slots_from(max(cut[c] - word, 0)) & ~_slots_from(max(end - word, 0))
                     up, dn = _coincidences(a, b, xpos[p, col[r], w], xneg[p, col[r], w])
-                    _take_runs(up & inside, dn & inside, c, pend, ev_n, ev_read, count, first)
-                _close(c, pend, ev_n, ev_read, count, first, r)
+                    _take_runs(up & inside, dn & inside, c, pend, ev_n, count, first)
+                _read_taken(c, r, pend, ev_n, count, first, after)
                 cut[c] = end
             r += 1
         if a | b:
@@ -862,15 +911,15 @@ def _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sa
                     rest = _slots_from(cut[c] - word)
                     up, dn = up & rest, dn & rest
                 if up | dn:
-                    _take_runs(up, dn, c, pend, ev_n, ev_read, count, first)
+                    _take_runs(up, dn, c, pend, ev_n, count, first)
     while r < n_r:  # reads at the very end of the chunk's slots
         c = slot_of[p, col[r]]
         if c >= 0:
-            _close(c, pend, ev_n, ev_read, count, first, r)
+            _read_taken(c, r, pend, ev_n, count, first, after)
         r += 1
     for c in range(n_c):
         if pend[c] != 0:
-            _close(c, pend, ev_n, ev_read, count, first, -1)
+            _close(c, pend, ev_n, count, first)
 
 
 @_inline
@@ -895,8 +944,8 @@ def _order_by_count(count, n_c, tally, order):
 
 
 @_inline
-def _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, state, dpos, dneg, off, sample, col,
-               seed, read_out, scratch, events, lane):
+def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sample, col, seed, read_out, scratch,
+               events, lane):
     """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
 
     The row's events (:func:`_row_events`) come per column in time order. The row's devices with
@@ -905,36 +954,42 @@ def _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, s
     together (:func:`update_lanes`, with the round's own seed), then takes the reads that follow
     those runs. So every device gets its pulses run by run, as sample-by-sample processing gives
     them (one closed form per same-sign run), and every read sees A right after its sample. Reads
-    of columns without pulses are taken as they are.
+    before a column's first run, and of columns without pulses, are taken as the devices are.
     """
+    active, n_active, slot_of, first, read_first, reads_by = columns
     g, w_noise, pulse_count, rows, ref = state.g, state.w_noise, state.pulse_count, state.rows, state.ref
     write_noise = state.write_noise
     p = row // n_out
     i = row - p * n_out
     base = row * n_in
     index, n_up, n_dn, lg = lane[0], lane[1], lane[2], lane[3]
-    pend, cut, count, by_count, at, pulses, noise, tally = scratch
-    ev_n, ev_read = events
+    pend, cut, count, by_count, at, pulses, noise, tally, next_read = scratch
+    ev_n, after = events
     quiet = True  # no d bit in this row: its devices stay as they are
     for w in range(dpos.shape[2]):
         if dpos[p, i, w] | dneg[p, i, w]:
             quiet = False
+    if not quiet:
+        _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, after,
+                    count, first[p])
     for r in range(col.shape[0]):
-        if quiet or slot_of[p, col[r]] < 0:
+        if quiet or slot_of[p, col[r]] < 0 or after[r] == 0:
             kk = base + col[r]
             read_out[p, i, r] = g[kk] - ref[kk] + w_noise[kk]
     if quiet:
         return
-    fp = first[p]
-    _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, ev_read,
-                count, fp)
     n_c = _order_by_count(count, n_active[p], tally, by_count)  # the columns with events, the most first
     for t in range(n_c):
-        kk = base + active[p, by_count[t]]
+        c = by_count[t]
+        kk = base + active[p, c]
         gather_lane(t, kk, lane, g, rows)
-        at[t] = fp[by_count[t]]  # where the lane's column's events start
+        at[t] = first[p, c]  # where the lane's column's events start
         pulses[t] = 0.0
         noise[t] = w_noise[kk]
+        q = read_first[p, c]  # the column's first read after a run
+        while q < read_first[p, c + 1] and after[reads_by[p, q]] == 0:
+            q += 1
+        next_read[t] = q
     rounds = count[by_count[0]] if n_c > 0 else 0
     live = n_c  # lanes whose column has an m-th event: a prefix, shrinking with m
     for m in range(rounds):
@@ -949,12 +1004,13 @@ def _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, s
         update_lanes(live, lane, rows, seed_m, state.mult, 0)
         if write_noise:  # a fresh write-noise draw after each update, as _count_and_rewrite makes
             for t in range(live):
-                if n_up[t] + n_dn[t] > 0.0:
-                    noise[t] = rows[index[t], 7] * normal(key(seed_m, index[t], 1))
-        for t in range(live):
-            r = ev_read[at[t] + m]
-            if r >= 0:
-                read_out[p, i, r] = lg[t] - ref[index[t]] + noise[t]
+                noise[t] = rows[index[t], 7] * normal(key(seed_m, index[t], 1))
+        for t in range(live):  # the reads after the lane's m-th run
+            q, stop = next_read[t], read_first[p, by_count[t] + 1]
+            while q < stop and after[reads_by[p, q]] == m + 1:
+                read_out[p, i, reads_by[p, q]] = lg[t] - ref[index[t]] + noise[t]
+                q += 1
+            next_read[t] = q
     for t in range(n_c):  # the lanes back to their devices
         kk = index[t]
         g[kk] = lg[t]
@@ -965,16 +1021,19 @@ def _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, s
 @_inline
 def _active_columns(xpos, xneg, off, col):
     """Per replica, the columns with any x bit (the only ones a row's pulses can reach), each column's
-    place among them (-1: none), and where its events start in a row's event arrays (``first (P,
-    in + 1)``), with the room a row needs. A column has at most a run per x bit and per sample, an
-    event per read and a last run; the bound is kept tight because a row writes each column's
-    events at its own place, and pages it touches stay resident."""
+    place among them (-1: none), where its events start in a row's event arrays (``first (P,
+    in + 1)``), and its reads (``reads_by[p, read_first[p, c]:read_first[p, c + 1]]``, in time
+    order), with the room a row's events need. A column has at most a run per x bit and per
+    sample, a run cut by each read and a last run; the bound is kept tight because a row writes each
+    column's events at its own place, and pages it touches stay resident."""
     n_p, n_in, words = xpos.shape
     n_b = off.shape[1] - 1
+    n_r = col.shape[0]
     active = np.empty((n_p, n_in), dtype=np.int64)
     n_active = np.zeros(n_p, dtype=np.int64)
     slot_of = np.full((n_p, n_in), -1, dtype=np.int64)
     first = np.zeros((n_p, n_in + 1), dtype=np.int64)
+    read_first = np.zeros((n_p, n_in + 1), dtype=np.int64)
     for p in range(n_p):
         for j in range(n_in):
             bits = 0
@@ -986,14 +1045,24 @@ def _active_columns(xpos, xneg, off, col):
                 slot_of[p, j] = c
                 first[p, c + 1] = min(bits, n_b) + 1
                 n_active[p] += 1
-    for r in range(col.shape[0]):
+    for r in range(n_r):
         for p in range(n_p):
             if slot_of[p, col[r]] >= 0:
                 first[p, slot_of[p, col[r]] + 1] += 1
+                read_first[p, slot_of[p, col[r]] + 1] += 1
     for p in range(n_p):
         for c in range(n_in):
             first[p, c + 1] += first[p, c]
-    return active, n_active, slot_of, first, first[:, n_in].max()
+            read_first[p, c + 1] += read_first[p, c]
+    reads_by = np.empty((n_p, max(n_r, 1)), dtype=np.int64)
+    placed = read_first.copy()
+    for r in range(n_r):
+        for p in range(n_p):
+            c = slot_of[p, col[r]]
+            if c >= 0:
+                reads_by[p, placed[p, c]] = r
+                placed[p, c] += 1
+    return (active, n_active, slot_of, first, read_first, reads_by), first[:, n_in].max()
 
 
 class DeviceState(NamedTuple):
@@ -1023,7 +1092,8 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
     ``read_out[:, :, r]``. The rows are spread over as many threads as :func:`match_torch_threads` set.
     """
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
-    active, n_active, slot_of, first, capacity = _active_columns(xpos, xneg, off, col)
+    columns, capacity = _active_columns(xpos, xneg, off, col)
+    first = columns[3]
     span = 0  # the most events a column can have
     for p in range(n_p):
         for c in range(n_in):
@@ -1033,12 +1103,12 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
     for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch
         scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64),
                    np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in), np.empty(n_in),
-                   np.empty(span + 2, dtype=np.int64))
-        events = (np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64))
+                   np.empty(span + 2, dtype=np.int64), np.empty(n_in, dtype=np.int64))
+        events = (np.empty(capacity, dtype=np.int64), np.empty(max(col.shape[0], 1), dtype=np.int64))
         lane = lane_buffers(n_in)
         for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
-            _train_row(row, n_out, n_in, active, n_active, slot_of, first, xpos, xneg, state, dpos, dneg, off, sample,
-                       col, seed, read_out, scratch, events, lane)
+            _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sample, col, seed, read_out,
+                       scratch, events, lane)
 
 
 def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise) -> None:
