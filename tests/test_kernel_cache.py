@@ -125,3 +125,41 @@ def test_read_only_package_uses_a_per_user_folder_then_a_private_one(tmp_path: P
         warnings.simplefilter("error")
         assert isinstance(_locate(), kernel_cache.ProcessLocator)  # one warning per process
     shutil.rmtree(private)
+
+
+TRAINS_ONLY = """
+import numpy as np
+from analog_train.devices import kernels
+g = np.zeros(4, dtype=np.float32)
+rows = np.zeros((4, len(kernels.ROW_KEYS)), dtype=np.float32)
+state = kernels.DeviceState(g, g.copy(), g.copy(), rows, g.copy(), np.zeros(0, dtype=np.float32), False, False)
+x = np.full((1, 2, 2), 0.5, dtype=np.float32)
+settings = kernels.UpdateSettings(1.0, 1.0, True, True)
+xpos, xneg, dpos, dneg, off = kernels.pulse_masks(x, x, np.ones((1, 2), dtype=np.float32), np.ones(1, dtype=np.float32),
+                                                  settings, np.uint64(0))
+kernels.apply_trains(state, dpos, dneg, xpos, xneg, off, np.array([0]), np.array([1]), np.uint64(0),
+                     np.empty((1, 2, 1), dtype=np.float32))
+"""
+
+TRANSFER_UPDATE = """
+import torch
+from analog_train.algorithms import build_algorithm
+from analog_train.config import UpdateConfig, make_algo, make_device
+alg = build_algorithm(make_algo("agad", in_chop_prob=0.1), make_device("soft_bounds", n_states=20), (8, 4), UpdateConfig(),
+                      torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+g = torch.Generator().manual_seed(2)
+alg.update(torch.randn(1, 16, 4, generator=g), torch.randn(1, 16, 8, generator=g) * 0.1, 0.1)
+assert alg.A.pulse_count.sum() > 0
+print("ok")
+"""
+
+
+def test_a_transfer_step_compiled_after_its_pulse_kernel_was_cached_runs_again_from_the_cache(tmp_path: Path) -> None:
+    """Run A (an SGD run or ``bench devices``) caches the parallel pulse kernel alone; run B loads it and compiles
+    the transfer step around it; run C loads both. numba caches a compiled caller of a parallel kernel in a form
+    that crashes run C (seen: a segfault); the step calls that kernel from Python, so run C completes."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    for label, script in (("A", TRAINS_ONLY), ("B", TRANSFER_UPDATE), ("C", TRANSFER_UPDATE)):
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, f"run {label} ended with {out.returncode}: {out.stderr[-2000:]}"
+    assert out.stdout.split() == ["ok"]

@@ -2,7 +2,7 @@
 
 A mini-batch (:meth:`TransferCompound.update`) is cut into chunks of at most ``CHUNK_SAMPLES``
 samples, so that the temporaries stay bounded whatever the batch (a LeNet-5 batch of 10 images is
-5,760 samples of its first layer). Per chunk, two compiled calls:
+5,760 samples of its first layer). Per chunk, two steps:
 
 * :func:`fast_array_chunk` (the same for every algorithm): the chunk's chopper signs
   (:func:`chop_inputs`, :func:`chop_outputs`), A's pulse trains, their coincidences and the column
@@ -114,10 +114,7 @@ def auto_scale_lr(x, d, m_x, m_d, keep, eta_max):
         for v, m in ((x, m_x), (d, m_d)):
             total = 0.0
             for b in range(n_b):
-                top = 0.0
-                for j in range(v.shape[2]):
-                    top = max(top, abs(v[p, b, j]))
-                total += top
+                total += kernels.abs_max(v[p, b])
             mean = total / n_b
             if mean > 0.0:
                 m[p] = m[p] + keep * (mean - m[p]) if m[p] > 0.0 else mean
@@ -199,6 +196,20 @@ def chopper_flips(passes, n_p, flip_period, flip_prob, seed):
 
 
 @njit(cache=True, error_model="numpy")
+def fast_array_trains(x, d, c_in, c_out, sample, col, flips_in, flips_out, eta_a, eps, update, seed):
+    """The chunk's chopper signs and A's pulse trains: ``(xpos, xneg, dpos, dneg, off)`` (see
+    :func:`~analog_train.devices.kernels.pulse_masks`), ``sign_in (P, R)``, ``sign_out (P, R, out)``
+    and the seed of the pulses (arguments as :func:`fast_array_chunk`)."""
+    n_p, n_b, n_in = x.shape
+    xc, sign_in = chop_inputs(x, c_in, sample, col, flips_in)
+    dc, sign_out = chop_outputs(d, c_out, sample, flips_out)
+    eta = np.empty((n_p, n_b), dtype=x.dtype)
+    for p in range(n_p):
+        eta[p, :] = eta_a[p]
+    masks = kernels.pulse_masks(xc, dc, eta, eps, update, key(seed, 0, 1))
+    return masks, sign_in, sign_out, key(seed, 0, 2)
+
+
 def fast_array_chunk(x, d, c_in, c_out, sample, col, flips_in, flips_out, eta_a, eps, update, state, seed):
     """A's part of one chunk: choppers, pulse trains, pulses and reads; returns ``(raw reads (P, out, R),
     sign_in (P, R), sign_out (P, R, out))``.
@@ -209,16 +220,17 @@ def fast_array_chunk(x, d, c_in, c_out, sample, col, flips_in, flips_out, eta_a,
     rate and ``eps (P,)`` its granularity; ``update`` the pulse-train settings (:class:`~analog_train.devices.kernels.UpdateSettings`);
     ``state`` A's :class:`~analog_train.devices.kernels.DeviceState`. The raw reads are A's visible
     weight right after each read's sample, as :meth:`TransferCompound._update_fast_array` returns them.
+
+    Two compiled calls from Python: :func:`fast_array_trains`, then the parallel
+    :func:`~analog_train.devices.kernels.apply_trains`. A compiled caller of a parallel kernel is
+    not safe in numba's cache: compiled in a process that loaded the callee from the cache, the
+    cached caller crashes the next process that loads it.
     """
-    n_p, n_b, n_in = x.shape
-    xc, sign_in = chop_inputs(x, c_in, sample, col, flips_in)
-    dc, sign_out = chop_outputs(d, c_out, sample, flips_out)
-    eta = np.empty((n_p, n_b), dtype=x.dtype)
-    for p in range(n_p):
-        eta[p, :] = eta_a[p]
-    xpos, xneg, dpos, dneg, off = kernels.pulse_masks(xc, dc, eta, eps, update, key(seed, 0, 1))
-    raw = np.empty((n_p, d.shape[2], col.shape[0]), dtype=x.dtype)
-    kernels.apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, key(seed, 0, 2), raw)
+    (xpos, xneg, dpos, dneg, off), sign_in, sign_out, trains_seed = fast_array_trains(
+        x, d, c_in, c_out, sample, col, flips_in, flips_out, eta_a, eps, update, seed)
+    raw = np.empty((x.shape[0], d.shape[2], col.shape[0]), dtype=x.dtype)
+    kernels.match_torch_threads()
+    kernels.apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, np.uint64(trains_seed), raw)
     return raw, sign_in, sign_out
 
 
