@@ -168,12 +168,17 @@ def products(weight: np.ndarray, v: np.ndarray, transposed: bool, tiles: np.ndar
     """``q (P, B, T, out)``: each input tile's part of ``W v``, by torch's matrix product (BLAS, on torch's
     threads; a loop of ours reaches a fraction of its speed on a convolution's thousands of patches)."""
     w, levels = torch.from_numpy(weight), torch.from_numpy(v)
+    if w.dtype != levels.dtype:
+        levels = levels.to(w.dtype)
     n_p, n_b, _ = v.shape
+    if tiles.shape[0] == 1:  # one tile (most layers): the product is q, no copy
+        q = torch.bmm(levels, w if transposed else w.transpose(1, 2))
+        return q.to(torch.float32).numpy().reshape(n_p, n_b, 1, -1)
     n_out = w.shape[2] if transposed else w.shape[1]
     q = torch.empty((n_p, n_b, tiles.shape[0], n_out), dtype=torch.float32)
     for k, (start, end) in enumerate(tiles.tolist()):
         w_k = w[:, start:end, :] if transposed else w[:, :, start:end].transpose(1, 2)  # (P, in_k, out)
-        q[:, :, k, :] = torch.bmm(levels[:, :, start:end].to(w.dtype), w_k)
+        q[:, :, k, :] = torch.bmm(levels[:, :, start:end], w_k)
     return q.numpy()
 
 
