@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from numba import njit
 
 from analog_train.config import UpdateConfig
 from configs import device
@@ -297,3 +298,20 @@ def test_kernel_column_steps_equal_the_counts_on_those_columns(monkeypatch):
     torch.testing.assert_close(compiled.weight, reference.weight, rtol=0, atol=1e-6)
     torch.testing.assert_close(compiled.pulse_count, reference.pulse_count)
     assert compiled.pulse_count[:, :, cols].sum() == steps.abs().sum() > 0
+
+
+@njit
+def _abs_max_compiled(row):
+    return kernels.abs_max(row)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_abs_max_over_the_bits_is_the_float_maximum(dtype) -> None:
+    """kernels.abs_max compares sign-less bit patterns as integers; it must return numpy's max |x| exactly, in
+    the row's precision, for signed zeros, tiny and huge values and an empty row."""
+    rng = np.random.default_rng(3)
+    rows = [rng.normal(size=n).astype(dtype) * 10.0 ** rng.integers(-30, 30) for n in (1, 7, 25, 400)]
+    rows += [np.array([-0.0, 0.0], dtype=dtype), np.array([-3.5, 2.0, -1e-30], dtype=dtype), np.zeros(0, dtype=dtype)]
+    for row in rows:
+        got = _abs_max_compiled(row)
+        assert got == (np.abs(row).max() if row.size else 0.0) and got >= 0

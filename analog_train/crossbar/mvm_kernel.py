@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from analog_train.devices.kernels import FASTMATH, central_quantile, in_tail, key, normal, quantile, uniform
+from analog_train.devices.kernels import (FASTMATH, ROW_CHUNKS, abs_max, central_quantile, in_tail, key, normal,
+                                          quantile, uniform)
 
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -102,9 +103,7 @@ def converter_inputs(x, tiles, periphery, seed):
             start, end = tiles[k, 0], tiles[k, 1]
             step_in[p, b, k], step_out[p, b, k] = res_in32, res_out32
             if abs_max_nm:
-                s_nm = f32(0.0)
-                for j in range(start, end):
-                    s_nm = max(s_nm, abs(x[p, b, j]))
+                s_nm = f32(abs_max(x[p, b, start:end]))
                 step_in[p, b, k] = max(s_nm * res_in32, f32(_TINY))
                 step_out[p, b, k] = (s_nm if noise_free_zero or s_nm > 0.0 else f32(1.0)) * res_out32
             _dac_levels(x, p, b, start, end, step_in[p, b, k], quant_in, l_in, inp_noise, seed,
@@ -124,62 +123,65 @@ def converter_outputs(q, weight, x, transposed, tiles, out_tiles, periphery, bou
     n_p, n_b, n_t, n_out = q.shape
     n_u = out_tiles.shape[0]
     y = np.zeros((n_p, n_b, n_out), dtype=np.float32)
-    for row in prange(n_p * n_b):
-        p = row // n_b
-        b = row - p * n_b
+    n_rows = n_p * n_b
+    n_chunks = min(n_rows, ROW_CHUNKS)
+    widest = 0
+    for k in range(n_t):
+        widest = max(widest, tiles[k, 1] - tiles[k, 0])
+    for chunk in prange(n_chunks):  # chunks of samples, each with its own scratch
         u, z = np.empty(n_out), np.empty(n_out)
         levels = np.empty((n_t, n_out), dtype=np.float32)
-        clipped = np.zeros((n_t, n_u), dtype=np.bool_)
-        for k in range(n_t):
-            if out_noise > 0.0:  # the normals of a sample's outputs, in vectorised loops
-                first = (row * n_t + k) * n_out
+        clipped = np.empty((n_t, n_u), dtype=np.bool_)
+        v_k = np.empty(widest, dtype=np.float32)
+        for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            p = row // n_b
+            b = row - p * n_b
+            clipped[:, :] = False
+            for k in range(n_t):
+                if out_noise > 0.0:  # the normals of a sample's outputs, in vectorised loops
+                    first = (row * n_t + k) * n_out
+                    for o in range(n_out):
+                        u[o] = uniform(key(seed, first + o, 1))
+                    for o in range(n_out):
+                        z[o] = central_quantile(u[o])
+                    for o in range(n_out):  # the few in the tails need a logarithm
+                        if in_tail(u[o]):
+                            z[o] = quantile(u[o])
+                t = 0
                 for o in range(n_out):
-                    u[o] = uniform(key(seed, first + o, 1))
+                    level = gain32 * q[p, b, k, o]
+                    if out_noise > 0.0:
+                        level += f32(out_noise * z[o])
+                    if quant_out:
+                        level = np.round(level)
+                    if abs(level) >= l_out:
+                        while out_tiles[t, 1] <= o:
+                            t += 1
+                        clipped[k, t] = True
+                        level = min(max(level, f32(-l_out)), f32(l_out))
+                    levels[k, o] = level
+                if bound_management:
+                    for t in range(n_u):
+                        if clipped[k, t]:
+                            _reread(weight, x, transposed, p, b, tiles[k, 0], tiles[k, 1], out_tiles[t, 0],
+                                    out_tiles[t, 1], step_in[p, b, k], periphery, key(seed, row, 12), v_k, levels, k)
                 for o in range(n_out):
-                    z[o] = central_quantile(u[o])
-                for o in range(n_out):  # the few in the tails need a logarithm
-                    if in_tail(u[o]):
-                        z[o] = quantile(u[o])
-            t = 0
-            for o in range(n_out):
-                level = gain32 * q[p, b, k, o]
-                if out_noise > 0.0:
-                    level += f32(out_noise * z[o])
-                if quant_out:
-                    level = np.round(level)
-                if abs(level) >= l_out:
-                    while out_tiles[t, 1] <= o:
-                        t += 1
-                    clipped[k, t] = True
-                    level = min(max(level, f32(-l_out)), f32(l_out))
-                levels[k, o] = level
-            if bound_management:
-                v_k = np.empty(tiles[k, 1] - tiles[k, 0], dtype=np.float32)
-                for t in range(n_u):
-                    if clipped[k, t]:
-                        _reread(weight, x, transposed, p, b, tiles[k, 0], tiles[k, 1], out_tiles[t, 0],
-                                out_tiles[t, 1], step_in[p, b, k], periphery, key(seed, row, 12), v_k, levels, k)
-            for o in range(n_out):
-                y[p, b, o] += levels[k, o] * step_out[p, b, k]
+                    y[p, b, o] += levels[k, o] * step_out[p, b, k]
     return y
 
 
 def products(weight: np.ndarray, v: np.ndarray, transposed: bool, tiles: np.ndarray) -> np.ndarray:
     """``q (P, B, T, out)``: each input tile's part of ``W v``, by torch's matrix product (BLAS, on torch's
     threads; a loop of ours reaches a fraction of its speed on a convolution's thousands of patches)."""
-    w, levels = torch.from_numpy(weight), torch.from_numpy(v)
-    if w.dtype != levels.dtype:
-        levels = levels.to(w.dtype)
+    w = torch.from_numpy(weight)
+    levels = torch.from_numpy(v).to(w.dtype)
     n_p, n_b, _ = v.shape
-    if tiles.shape[0] == 1:  # one tile (most layers): the product is q, no copy
-        q = torch.bmm(levels, w if transposed else w.transpose(1, 2))
-        return q.to(torch.float32).numpy().reshape(n_p, n_b, 1, -1)
     n_out = w.shape[2] if transposed else w.shape[1]
-    q = torch.empty((n_p, n_b, tiles.shape[0], n_out), dtype=torch.float32)
+    q = torch.empty((n_p, n_b, tiles.shape[0], n_out), dtype=w.dtype)
     for k, (start, end) in enumerate(tiles.tolist()):
         w_k = w[:, start:end, :] if transposed else w[:, :, start:end].transpose(1, 2)  # (P, in_k, out)
-        q[:, :, k, :] = torch.bmm(levels[:, :, start:end], w_k)
-    return q.numpy()
+        torch.bmm(levels[:, :, start:end], w_k, out=q[:, :, k, :])  # written in place (one tile: no copy)
+    return q.to(torch.float32).numpy()
 
 
 def read(weight: np.ndarray, x: np.ndarray, transposed: bool, tiles: np.ndarray, out_tiles: np.ndarray,

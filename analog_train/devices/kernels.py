@@ -125,65 +125,52 @@ def central_quantile(u):
     return num / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
 
 
+_UINT_OF = {types.float32: types.uint32, types.float64: types.uint64}
+_FLOAT_OF = {types.uint32: types.float32, types.uint64: types.float64}
+
+
 @intrinsic
 def _bits_of(typingctx, x):
-    """The 64 bits of a float64 (a bit cast)."""
+    """The bits of a float32 or float64 as an unsigned integer of the same width (a bit cast)."""
+    if x not in _UINT_OF:
+        return None
+
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.uint64(types.float64), codegen
+        return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+    return _UINT_OF[x](x), codegen
 
 
 @intrinsic
 def _float_of(typingctx, bits):
-    """The float64 of 64 bits (a bit cast)."""
+    """The float32 or float64 of the bits of a uint32 or uint64 (a bit cast)."""
+    if bits not in _FLOAT_OF:
+        return None
+
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.uint64), codegen
-
-
-@intrinsic
-def _float32_of(typingctx, bits):
-    """The float32 of 32 bits (a bit cast)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.uint32), codegen
-
-
-@intrinsic
-def _bits32_of(typingctx, x):
-    """The 32 bits of a float32 (a bit cast)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.uint32(types.float32), codegen
+        return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+    return _FLOAT_OF[bits](bits), codegen
 
 
 def abs_max(row):
-    """``max |row|`` of a 1-d array (0 if empty), in compiled code; see its implementation below."""
+    """``max |row|`` of a 1-d float array (0 if empty), in compiled code; see its implementation below."""
     return np.abs(row).max(initial=0.0)
 
 
 @overload(abs_max)
 def _abs_max(row):
-    """For float arrays the maximum is taken over the bits without the sign as unsigned
-    integers, whose order is the floats' order: a loop the compiler vectorises (a float maximum it
-    may not, without licence to ignore NaN), and the same value."""
-    if row.dtype in (types.float32, types.float64):
-        single = row.dtype == types.float32
-        uint, to_bits, to_float = (np.uint32, _bits32_of, _float32_of) if single else (np.uint64, _bits_of, _float_of)
-        magnitude = uint(0x7FFFFFFF) if single else uint(0x7FFFFFFFFFFFFFFF)
-
-        def impl(row):
-            top = uint(0)
-            for k in range(row.shape[0]):
-                top = max(top, to_bits(row[k]) & magnitude)
-            return to_float(top)
-        return impl
+    """The maximum is taken over the bits without the sign as unsigned integers, whose order is the
+    floats' order: a loop the compiler vectorises (a float maximum it may not, without licence to
+    ignore NaN), and the same value."""
+    if row.dtype not in _UINT_OF:
+        return None
+    uint = np.uint32 if row.dtype == types.float32 else np.uint64
 
     def impl(row):
-        top = row.dtype.type(0)
+        magnitude = ~uint(0) >> uint(1)  # all bits but the sign
+        top = uint(0)
         for k in range(row.shape[0]):
-            top = max(top, abs(row[k]))
-        return top
+            top = max(top, _bits_of(row[k]) & magnitude)
+        return _float_of(uint(top))  # (numba widens integer arithmetic to 64 bits)
     return impl
 
 
@@ -723,14 +710,9 @@ def _draw_masks(v, factor, bl, off, words, seed, stream):
                         bits[j] |= hit << np.uint64(t - t0)
                 start = off[p, b] + t0
                 word, offset = start >> 6, np.uint64(start & 63)
-                if word != current:  # the slots moved on: the word being filled is done
+                if word != current:  # the slots moved on to the next word (pieces are <= 64 slots, end to end)
                     _store_word(pos, neg, p, current, now_pos, now_neg)
-                    if word == current + 1:
-                        now_pos[:], now_neg[:] = next_pos, next_neg
-                    else:
-                        if current + 1 < words:
-                            _store_word(pos, neg, p, current + 1, next_pos, next_neg)
-                        now_pos[:], now_neg[:] = 0, 0
+                    now_pos[:], now_neg[:] = next_pos, next_neg
                     next_pos[:], next_neg[:] = 0, 0
                     current = word
                 for j in range(n):
@@ -1023,9 +1005,9 @@ def _active_columns(xpos, xneg, off, col):
     """Per replica, the columns with any x bit (the only ones a row's pulses can reach), each column's
     place among them (-1: none), where its events start in a row's event arrays (``first (P,
     in + 1)``), and its reads (``reads_by[p, read_first[p, c]:read_first[p, c + 1]]``, in time
-    order), with the room a row's events need. A column has at most a run per x bit and per
-    sample, a run cut by each read and a last run; the bound is kept tight because a row writes each
-    column's events at its own place, and pages it touches stay resident."""
+    order), with the room a row's events need and the most one column's can. A column has at most
+    a run per x bit and per sample, a run cut by each read and a last run; the bound is kept tight
+    because a row writes each column's events at its own place, and pages it touches stay resident."""
     n_p, n_in, words = xpos.shape
     n_b = off.shape[1] - 1
     n_r = col.shape[0]
@@ -1062,7 +1044,11 @@ def _active_columns(xpos, xneg, off, col):
             if c >= 0:
                 reads_by[p, placed[p, c]] = r
                 placed[p, c] += 1
-    return (active, n_active, slot_of, first, read_first, reads_by), first[:, n_in].max()
+    span = 0  # the most events one column can have
+    for p in range(n_p):
+        for c in range(n_in):
+            span = max(span, first[p, c + 1] - first[p, c])
+    return (active, n_active, slot_of, first, read_first, reads_by), first[:, n_in].max(), span
 
 
 class DeviceState(NamedTuple):
@@ -1092,12 +1078,7 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
     ``read_out[:, :, r]``. The rows are spread over as many threads as :func:`match_torch_threads` set.
     """
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
-    columns, capacity = _active_columns(xpos, xneg, off, col)
-    first = columns[3]
-    span = 0  # the most events a column can have
-    for p in range(n_p):
-        for c in range(n_in):
-            span = max(span, first[p, c + 1] - first[p, c])
+    columns, capacity, span = _active_columns(xpos, xneg, off, col)
     n_rows = n_p * n_out
     n_chunks = min(n_rows, ROW_CHUNKS)
     for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch

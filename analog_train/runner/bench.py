@@ -154,7 +154,7 @@ def run_benchmark(model: str = "fc", min_seconds: float = 20.0, batch_size: Opti
         pulses = ", ".join(f"{name} {n:.3g}" for name, n in row["pulses"].items())
         print(f"  {label:<12} {row['seconds']:9.1f} s / {per_label}   {ref_label} alongside {row['reference']:7.1f} s"
               f"   {row['ratio']:6.2f} x {ref_label}   peak {peak}"
-              + (f"   pulses/device/{task.unit.rstrip('s')}: {pulses}" if pulses else ""), flush=True)
+              + (f"   pulses/device/{task.sample_name}: {pulses}" if pulses else ""), flush=True)
     print(f"ratios to {ref_label} (each to the {ref_label} blocks alternating with it):")
     for label in results:
         print(f"  {label:<12} {results[label]['ratio']:6.2f} x {ref_label}")

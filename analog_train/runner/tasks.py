@@ -28,6 +28,7 @@ class Task(ABC):
 
     kind: str  # the data kind it trains on
     unit = "samples"  # what samples_seen counts
+    sample_name = "sample"  # one of them
     metrics: tuple[str, ...] = ("test_loss", "test_error")  # evaluate's keys, in metrics.csv order
 
     @classmethod
@@ -68,6 +69,7 @@ class Classification(Task):
 
     kind = "image"
     unit = "images"
+    sample_name = "image"
 
     @classmethod
     def from_config(cls, data_cfg: Any, data: Dataset, device: torch.device) -> Classification:
@@ -131,6 +133,7 @@ class NextCharacter(Task):
 
     kind = "text"
     unit = "characters"
+    sample_name = "character"
     metrics = ("test_loss", "test_perplexity", "test_accuracy", "test_error")
 
     @classmethod
