@@ -926,6 +926,24 @@ def _order_by_count(count, n_c, tally, order):
 
 
 @_inline
+def _reads_by_round(p, col, slot_of, after, rounds, read_at, by_round):
+    """The reads that follow a run, sorted by the round they follow (a counting sort on ``after``):
+    ``by_round[read_at[m]:read_at[m + 1]]`` are those after the ``m``-th runs, in time order.
+    ``read_at`` has room for ``rounds + 2``; returns it."""
+    read_at[:rounds + 2] = 0
+    for r in range(col.shape[0]):
+        if slot_of[p, col[r]] >= 0 and after[r] > 0:
+            read_at[after[r] + 1] += 1
+    for k in range(rounds + 1):
+        read_at[k + 1] += read_at[k]
+    for r in range(col.shape[0]):
+        if slot_of[p, col[r]] >= 0 and after[r] > 0:
+            by_round[read_at[after[r]]] = r
+            read_at[after[r]] += 1
+    return read_at
+
+
+@_inline
 def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sample, col, seed, read_out, scratch,
                events, lane):
     """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
@@ -934,19 +952,20 @@ def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sa
     events are copied into the lanes once, the busiest column first, so that the columns with an
     ``m``-th event are the first lanes; round ``m`` applies the ``m``-th run of each of them
     together (:func:`update_lanes`, with the round's own seed), then takes the reads that follow
-    those runs. So every device gets its pulses run by run, as sample-by-sample processing gives
-    them (one closed form per same-sign run), and every read sees A right after its sample. Reads
-    before a column's first run, and of columns without pulses, are taken as the devices are.
+    those runs (the reads sorted by the round they follow, so that a round visits its reads only).
+    So every device gets its pulses run by run, as sample-by-sample processing gives them (one
+    closed form per same-sign run), and every read sees A right after its sample. Reads before a
+    column's first run, and of columns without pulses, are taken as the devices are.
     """
-    active, n_active, slot_of, first, read_first, reads_by = columns
+    active, n_active, slot_of, first = columns
     g, w_noise, pulse_count, rows, ref = state.g, state.w_noise, state.pulse_count, state.rows, state.ref
     write_noise = state.write_noise
     p = row // n_out
     i = row - p * n_out
     base = row * n_in
     index, n_up, n_dn, lg = lane[0], lane[1], lane[2], lane[3]
-    pend, cut, count, by_count, at, pulses, noise, tally, next_read = scratch
-    ev_n, after = events
+    pend, cut, count, by_count, at, pulses, noise, tally, lane_of = scratch
+    ev_n, after, by_round = events
     quiet = True  # no d bit in this row: its devices stay as they are
     for w in range(dpos.shape[2]):
         if dpos[p, i, w] | dneg[p, i, w]:
@@ -968,11 +987,9 @@ def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sa
         at[t] = first[p, c]  # where the lane's column's events start
         pulses[t] = 0.0
         noise[t] = w_noise[kk]
-        q = read_first[p, c]  # the column's first read after a run
-        while q < read_first[p, c + 1] and after[reads_by[p, q]] == 0:
-            q += 1
-        next_read[t] = q
+        lane_of[c] = t
     rounds = count[by_count[0]] if n_c > 0 else 0
+    read_at = _reads_by_round(p, col, slot_of, after, rounds, tally, by_round)
     live = n_c  # lanes whose column has an m-th event: a prefix, shrinking with m
     for m in range(rounds):
         while live > 0 and count[by_count[live - 1]] <= m:
@@ -987,12 +1004,10 @@ def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sa
         if write_noise:  # a fresh write-noise draw after each update, as _count_and_rewrite makes
             for t in range(live):
                 noise[t] = rows[index[t], 7] * normal(key(seed_m, index[t], 1))
-        for t in range(live):  # the reads after the lane's m-th run
-            q, stop = next_read[t], read_first[p, by_count[t] + 1]
-            while q < stop and after[reads_by[p, q]] == m + 1:
-                read_out[p, i, reads_by[p, q]] = lg[t] - ref[index[t]] + noise[t]
-                q += 1
-            next_read[t] = q
+        for q in range(read_at[m], read_at[m + 1]):  # the reads that follow the m-th runs
+            r = by_round[q]
+            t = lane_of[slot_of[p, col[r]]]
+            read_out[p, i, r] = lg[t] - ref[index[t]] + noise[t]
     for t in range(n_c):  # the lanes back to their devices
         kk = index[t]
         g[kk] = lg[t]
@@ -1003,19 +1018,17 @@ def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sa
 @_inline
 def _active_columns(xpos, xneg, off, col):
     """Per replica, the columns with any x bit (the only ones a row's pulses can reach), each column's
-    place among them (-1: none), where its events start in a row's event arrays (``first (P,
-    in + 1)``), and its reads (``reads_by[p, read_first[p, c]:read_first[p, c + 1]]``, in time
-    order), with the room a row's events need and the most one column's can. A column has at most
-    a run per x bit and per sample, a run cut by each read and a last run; the bound is kept tight
-    because a row writes each column's events at its own place, and pages it touches stay resident."""
+    place among them (-1: none) and where its events start in a row's event arrays (``first (P,
+    in + 1)``), with the room a row's events need and the most one column's can. A column has at
+    most a run per x bit and per sample, a run cut by each of its reads and a last run; the bound is
+    kept tight because a row writes each column's events at its own place, and pages it touches
+    stay resident."""
     n_p, n_in, words = xpos.shape
     n_b = off.shape[1] - 1
-    n_r = col.shape[0]
     active = np.empty((n_p, n_in), dtype=np.int64)
     n_active = np.zeros(n_p, dtype=np.int64)
     slot_of = np.full((n_p, n_in), -1, dtype=np.int64)
     first = np.zeros((n_p, n_in + 1), dtype=np.int64)
-    read_first = np.zeros((n_p, n_in + 1), dtype=np.int64)
     for p in range(n_p):
         for j in range(n_in):
             bits = 0
@@ -1027,28 +1040,16 @@ def _active_columns(xpos, xneg, off, col):
                 slot_of[p, j] = c
                 first[p, c + 1] = min(bits, n_b) + 1
                 n_active[p] += 1
-    for r in range(n_r):
+    for r in range(col.shape[0]):
         for p in range(n_p):
             if slot_of[p, col[r]] >= 0:
                 first[p, slot_of[p, col[r]] + 1] += 1
-                read_first[p, slot_of[p, col[r]] + 1] += 1
-    for p in range(n_p):
-        for c in range(n_in):
-            first[p, c + 1] += first[p, c]
-            read_first[p, c + 1] += read_first[p, c]
-    reads_by = np.empty((n_p, max(n_r, 1)), dtype=np.int64)
-    placed = read_first.copy()
-    for r in range(n_r):
-        for p in range(n_p):
-            c = slot_of[p, col[r]]
-            if c >= 0:
-                reads_by[p, placed[p, c]] = r
-                placed[p, c] += 1
     span = 0  # the most events one column can have
     for p in range(n_p):
         for c in range(n_in):
-            span = max(span, first[p, c + 1] - first[p, c])
-    return (active, n_active, slot_of, first, read_first, reads_by), first[:, n_in].max(), span
+            span = max(span, first[p, c + 1])
+            first[p, c + 1] += first[p, c]
+    return (active, n_active, slot_of, first), first[:, n_in].max(), span
 
 
 class DeviceState(NamedTuple):
@@ -1085,7 +1086,8 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
         scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64),
                    np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in), np.empty(n_in),
                    np.empty(span + 2, dtype=np.int64), np.empty(n_in, dtype=np.int64))
-        events = (np.empty(capacity, dtype=np.int64), np.empty(max(col.shape[0], 1), dtype=np.int64))
+        n_r = max(col.shape[0], 1)
+        events = (np.empty(capacity, dtype=np.int64), np.empty(n_r, dtype=np.int64), np.empty(n_r, dtype=np.int64))
         lane = lane_buffers(n_in)
         for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
             _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sample, col, seed, read_out,
