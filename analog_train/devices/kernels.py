@@ -828,21 +828,26 @@ def _take_runs(up, dn, c, pend, ev_n, count, first):
 
     A device's pulses within one sample all have one sign, ``sign(d_i) sign(x_j)``; where the sign
     changes from one sample to a later one, the pending run (``pend[c]``: + ups, - downs) closes as
-    the column's next event.
+    the column's next event. The pending run and the count stay in registers through the loop, and
+    the signs are selected without a branch: the bits' signs are as good as random.
     """
+    run, n_ev, at = pend[c], count[c], first[c]
     while (up | dn) != np.uint64(0):
         now_up = (_lowest(up | dn) & up) != np.uint64(0)
-        same, other = (up, dn) if now_up else (dn, up)
+        same = up if now_up else dn
+        other = dn if now_up else up
         before = same & (_lowest(other) - np.uint64(1))  # all of `same` when `other` is empty
-        if (pend[c] < 0) if now_up else (pend[c] > 0):
-            _close(c, pend, ev_n, count, first)
         n = np.int64(_popcount(before))
-        if now_up:
-            pend[c] += n
-            up = up ^ before
-        else:
-            pend[c] -= n
-            dn = dn ^ before
+        n = n if now_up else -n
+        # Written whether or not it closes: a later event or the final close overwrites it otherwise.
+        ev_n[at + n_ev] = run
+        closes = run * n < 0  # a pending run of the other sign
+        n_ev += closes
+        run = (0 if closes else run) + n
+        up &= ~before
+        dn &= ~before
+    pend[c] = run
+    count[c] = n_ev
 
 
 @_inline
@@ -854,7 +859,7 @@ def _read_taken(c, r, pend, ev_n, count, first, after):
 
 
 @_inline
-def _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, after,
+def _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, after,
                 count, first):
     """The pulses of every device of row ``(p, i)`` as same-sign runs in time order, and when its columns are read.
 
@@ -864,6 +869,8 @@ def _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sa
     pending run, so that it sees the pulses of its sample; reads between two runs add no event).
     One pass over the row's words: a read ending inside a word cuts its column there (``cut[c]``:
     the slot its column is consumed up to), every other bit goes to its column's pending run.
+    ``xpos, xneg (P, W, in)``: the x masks word-major, the active columns first (in their order), so
+    that a word's columns lie side by side.
     """
     n_c = n_active[p]
     pend[:n_c] = 0
@@ -880,18 +887,15 @@ def _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sa
                 end = off[p, sample[r] + 1]
                 if a | b:
                     inside = _slots_from(max(cut[c] - word, 0)) & ~_slots_from(max(end - word, 0))
-                    up, dn = _coincidences(a, b, xpos[p, col[r], w], xneg[p, col[r], w])
+                    up, dn = _coincidences(a, b, xpos[p, w, c], xneg[p, w, c])
                     _take_runs(up & inside, dn & inside, c, pend, ev_n, count, first)
                 _read_taken(c, r, pend, ev_n, count, first, after)
                 cut[c] = end
             r += 1
         if a | b:
             for c in range(n_c):
-                j = active[p, c]
-                up, dn = _coincidences(a, b, xpos[p, j, w], xneg[p, j, w])
-                if cut[c] > word:
-                    rest = _slots_from(cut[c] - word)
-                    up, dn = up & rest, dn & rest
+                rest = _slots_from(max(cut[c] - word, 0))  # after the column's last read
+                up, dn = _coincidences(a, b, xpos[p, w, c] & rest, xneg[p, w, c] & rest)
                 if up | dn:
                     _take_runs(up, dn, c, pend, ev_n, count, first)
     while r < n_r:  # reads at the very end of the chunk's slots
@@ -971,7 +975,7 @@ def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sa
         if dpos[p, i, w] | dneg[p, i, w]:
             quiet = False
     if not quiet:
-        _row_events(p, i, n_active, slot_of, active, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, after,
+        _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, after,
                     count, first[p])
     for r in range(col.shape[0]):
         if quiet or slot_of[p, col[r]] < 0 or after[r] == 0:
@@ -1019,7 +1023,8 @@ def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sa
 def _active_columns(xpos, xneg, off, col):
     """Per replica, the columns with any x bit (the only ones a row's pulses can reach), each column's
     place among them (-1: none) and where its events start in a row's event arrays (``first (P,
-    in + 1)``), with the room a row's events need and the most one column's can. A column has at
+    in + 1)``); their x masks word-major (``(P, W, in)`` each, in that order); the room a row's
+    events need and the most one column's can. A column has at
     most a run per x bit and per sample, a run cut by each of its reads and a last run; the bound is
     kept tight because a row writes each column's events at its own place, and pages it touches
     stay resident."""
@@ -1029,6 +1034,8 @@ def _active_columns(xpos, xneg, off, col):
     n_active = np.zeros(n_p, dtype=np.int64)
     slot_of = np.full((n_p, n_in), -1, dtype=np.int64)
     first = np.zeros((n_p, n_in + 1), dtype=np.int64)
+    by_word_pos = np.zeros((n_p, words, n_in), dtype=np.uint64)
+    by_word_neg = np.zeros((n_p, words, n_in), dtype=np.uint64)
     for p in range(n_p):
         for j in range(n_in):
             bits = 0
@@ -1040,6 +1047,9 @@ def _active_columns(xpos, xneg, off, col):
                 slot_of[p, j] = c
                 first[p, c + 1] = min(bits, n_b) + 1
                 n_active[p] += 1
+                for w in range(words):
+                    by_word_pos[p, w, c] = xpos[p, j, w]
+                    by_word_neg[p, w, c] = xneg[p, j, w]
     for r in range(col.shape[0]):
         for p in range(n_p):
             if slot_of[p, col[r]] >= 0:
@@ -1049,7 +1059,7 @@ def _active_columns(xpos, xneg, off, col):
         for c in range(n_in):
             span = max(span, first[p, c + 1])
             first[p, c + 1] += first[p, c]
-    return (active, n_active, slot_of, first), first[:, n_in].max(), span
+    return (active, n_active, slot_of, first), (by_word_pos, by_word_neg), first[:, n_in].max(), span
 
 
 class DeviceState(NamedTuple):
@@ -1079,7 +1089,7 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
     ``read_out[:, :, r]``. The rows are spread over as many threads as :func:`match_torch_threads` set.
     """
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
-    columns, capacity, span = _active_columns(xpos, xneg, off, col)
+    columns, (xpos_w, xneg_w), capacity, span = _active_columns(xpos, xneg, off, col)
     n_rows = n_p * n_out
     n_chunks = min(n_rows, ROW_CHUNKS)
     for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch
@@ -1090,7 +1100,7 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
         events = (np.empty(capacity, dtype=np.int64), np.empty(n_r, dtype=np.int64), np.empty(n_r, dtype=np.int64))
         lane = lane_buffers(n_in)
         for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
-            _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sample, col, seed, read_out,
+            _train_row(row, n_out, n_in, columns, xpos_w, xneg_w, state, dpos, dneg, off, sample, col, seed, read_out,
                        scratch, events, lane)
 
 
