@@ -59,6 +59,7 @@ kernel_cache.register()
 ROW_KEYS: tuple[str, ...] = ("a_up", "a_dn", "bmin", "bmax", "c2c", "s_up", "s_dn", "write_noise")
 NEAR_BOUND_SD = 4.0
 ROW_CHUNKS = 16  # rows go to the threads in up to this many chunks, each with its own scratch
+ROW_GROUP = 4  # apply_trains: rows whose devices share the rounds of run updates
 BINARY_TRAIN = 64.0  # below this many pulses, q^n and sum q^j by binary powers (6 bits)
 STEEP_Q = 0.05  # q below this either way: pulse by pulse (families.STEEP_Q; the closed form assumes no clip)
 
@@ -930,71 +931,84 @@ def _order_by_count(count, n_c, tally, order):
 
 
 @_inline
-def _reads_by_round(p, col, slot_of, after, rounds, read_at, by_round):
-    """The reads that follow a run, sorted by the round they follow (a counting sort on ``after``):
-    ``by_round[read_at[m]:read_at[m + 1]]`` are those after the ``m``-th runs, in time order.
-    ``read_at`` has room for ``rounds + 2``; returns it."""
+def _reads_by_round(n_g, n_r, after, rounds, read_at, by_round):
+    """The reads of ``n_g`` rows that follow a run (``after[k n_r + r] > 0``: read ``r`` of the group's
+    row ``k``), sorted by the round they follow (a counting sort): ``by_round[read_at[m]:read_at[m + 1]]``
+    are those after the ``m``-th runs, as ``k n_r + r``. ``read_at`` has room for ``rounds + 2``;
+    returns it."""
     read_at[:rounds + 2] = 0
-    for r in range(col.shape[0]):
-        if slot_of[p, col[r]] >= 0 and after[r] > 0:
-            read_at[after[r] + 1] += 1
+    for e in range(n_g * n_r):
+        read_at[after[e] + 1] += after[e] > 0
     for k in range(rounds + 1):
         read_at[k + 1] += read_at[k]
-    for r in range(col.shape[0]):
-        if slot_of[p, col[r]] >= 0 and after[r] > 0:
-            by_round[read_at[after[r]]] = r
-            read_at[after[r]] += 1
+    for e in range(n_g * n_r):
+        if after[e] > 0:
+            by_round[read_at[after[e]]] = e
+            read_at[after[e]] += 1
     return read_at
 
 
 @_inline
-def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sample, col, seed, read_out, scratch,
-               events, lane):
-    """The devices of one row (replica p, output i): coincidences, pulses, and the column reads.
+def _train_rows(row0, n_g, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sample, col, seed, read_out,
+                scratch, events, lane):
+    """The devices of rows ``row0 .. row0 + n_g - 1`` (row: replica p, output i): coincidences, pulses, reads.
 
-    The row's events (:func:`_row_events`) come per column in time order. The row's devices with
-    events are copied into the lanes once, the busiest column first, so that the columns with an
-    ``m``-th event are the first lanes; round ``m`` applies the ``m``-th run of each of them
-    together (:func:`update_lanes`, with the round's own seed), then takes the reads that follow
-    those runs (the reads sorted by the round they follow, so that a round visits its reads only).
-    So every device gets its pulses run by run, as sample-by-sample processing gives them (one
-    closed form per same-sign run), and every read sees A right after its sample. Reads before a
-    column's first run, and of columns without pulses, are taken as the devices are.
+    Each row's events (:func:`_row_events`) come per column in time order. The devices with events
+    are copied into the lanes once, the busiest first, so that the devices with an ``m``-th event
+    are the first lanes; round ``m`` applies the ``m``-th run of each of them together
+    (:func:`update_lanes`, with the round's own seed), then takes the reads that follow those runs
+    (the reads sorted by the round they follow, so that a round visits its own only). So every
+    device gets its pulses run by run, as sample-by-sample processing gives them (one closed form
+    per same-sign run), and every read sees A right after its sample. Reads before a column's
+    first run, and of columns without pulses, are taken as the devices are. A few rows share the
+    rounds, so that each round's fixed costs are paid for more devices; a device's random numbers
+    depend on its round and flat index only, not on the rows it shares them with.
     """
     active, n_active, slot_of, first = columns
     g, w_noise, pulse_count, rows, ref = state.g, state.w_noise, state.pulse_count, state.rows, state.ref
     write_noise = state.write_noise
-    p = row // n_out
-    i = row - p * n_out
-    base = row * n_in
     index, n_up, n_dn, lg = lane[0], lane[1], lane[2], lane[3]
     pend, cut, count, by_count, at, pulses, noise, tally, lane_of = scratch
     ev_n, after, by_round = events
-    quiet = True  # no d bit in this row: its devices stay as they are
-    for w in range(dpos.shape[2]):
-        if dpos[p, i, w] | dneg[p, i, w]:
-            quiet = False
-    if not quiet:
-        _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, after,
-                    count, first[p])
-    for r in range(col.shape[0]):
-        if quiet or slot_of[p, col[r]] < 0 or after[r] == 0:
-            kk = base + col[r]
-            read_out[p, i, r] = g[kk] - ref[kk] + w_noise[kk]
-    if quiet:
-        return
-    n_c = _order_by_count(count, n_active[p], tally, by_count)  # the columns with events, the most first
-    for t in range(n_c):
-        c = by_count[t]
-        kk = base + active[p, c]
+    n_r = col.shape[0]
+    capacity = ev_n.shape[0] // ROW_GROUP
+    count[:n_g * n_in] = 0
+    for k in range(n_g):
+        row = row0 + k
+        p = row // n_out
+        i = row - p * n_out
+        quiet = True  # no d bit in this row: its devices stay as they are
+        for w in range(dpos.shape[2]):
+            if dpos[p, i, w] | dneg[p, i, w]:
+                quiet = False
+        after_k = after[k * n_r:(k + 1) * n_r]
+        if quiet:
+            after_k[:] = 0
+        else:
+            _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, col, pend, cut,
+                        ev_n[k * capacity:(k + 1) * capacity], after_k, count[k * n_in:(k + 1) * n_in], first[p])
+        for r in range(n_r):
+            if slot_of[p, col[r]] < 0:
+                after_k[r] = 0
+            if after_k[r] == 0:
+                kk = row * n_in + col[r]
+                read_out[p, i, r] = g[kk] - ref[kk] + w_noise[kk]
+    n_lanes = _order_by_count(count, n_g * n_in, tally, by_count)  # (row, column) with events, the most first
+    for t in range(n_lanes):
+        e = by_count[t]
+        k = e // n_in
+        c = e - k * n_in
+        row = row0 + k
+        p = row // n_out
+        kk = row * n_in + active[p, c]
         gather_lane(t, kk, lane, g, rows)
-        at[t] = first[p, c]  # where the lane's column's events start
+        at[t] = k * capacity + first[p, c]  # where the lane's events start
         pulses[t] = 0.0
         noise[t] = w_noise[kk]
-        lane_of[c] = t
-    rounds = count[by_count[0]] if n_c > 0 else 0
-    read_at = _reads_by_round(p, col, slot_of, after, rounds, tally, by_round)
-    live = n_c  # lanes whose column has an m-th event: a prefix, shrinking with m
+        lane_of[e] = t
+    rounds = count[by_count[0]] if n_lanes > 0 else 0
+    read_at = _reads_by_round(n_g, n_r, after, rounds, tally, by_round)
+    live = n_lanes  # lanes with an m-th event: a prefix, shrinking with m
     for m in range(rounds):
         while live > 0 and count[by_count[live - 1]] <= m:
             live -= 1
@@ -1009,10 +1023,14 @@ def _train_row(row, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sa
             for t in range(live):
                 noise[t] = rows[index[t], 7] * normal(key(seed_m, index[t], 1))
         for q in range(read_at[m], read_at[m + 1]):  # the reads that follow the m-th runs
-            r = by_round[q]
-            t = lane_of[slot_of[p, col[r]]]
-            read_out[p, i, r] = lg[t] - ref[index[t]] + noise[t]
-    for t in range(n_c):  # the lanes back to their devices
+            e = by_round[q]
+            k = e // n_r
+            r = e - k * n_r
+            row = row0 + k
+            p = row // n_out
+            t = lane_of[k * n_in + slot_of[p, col[r]]]
+            read_out[p, row - p * n_out, r] = lg[t] - ref[index[t]] + noise[t]
+    for t in range(n_lanes):  # the lanes back to their devices
         kk = index[t]
         g[kk] = lg[t]
         pulse_count[kk] += pulses[t]
@@ -1084,24 +1102,28 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
     ``dpos/dneg (P, out, W)`` and ``xpos/xneg (P, in, W)``: pulse-train masks of d and x (slots
     ``off``, see :func:`pulse_masks`). A device gets one up pulse per slot where its row's d bit and
     its column's x bit have opposite signs and one down pulse where they agree, applied run by run
-    (see :func:`_train_row`). Read r, of column ``col[r]`` after sample ``sample[r]`` (time order),
+    (see :func:`_train_rows`). Read r, of column ``col[r]`` after sample ``sample[r]`` (time order),
     takes the visible weight of its column right after the pulses of its sample into
     ``read_out[:, :, r]``. The rows are spread over as many threads as :func:`match_torch_threads` set.
     """
     n_p, n_out, n_in = dpos.shape[0], dpos.shape[1], xpos.shape[1]
     columns, (xpos_w, xneg_w), capacity, span = _active_columns(xpos, xneg, off, col)
     n_rows = n_p * n_out
-    n_chunks = min(n_rows, ROW_CHUNKS)
-    for chunk in prange(n_chunks):  # chunks of rows, each with its own scratch
-        scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64),
-                   np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in), np.empty(n_in),
-                   np.empty(span + 2, dtype=np.int64), np.empty(n_in, dtype=np.int64))
-        n_r = max(col.shape[0], 1)
-        events = (np.empty(capacity, dtype=np.int64), np.empty(n_r, dtype=np.int64), np.empty(n_r, dtype=np.int64))
-        lane = lane_buffers(n_in)
-        for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
-            _train_row(row, n_out, n_in, columns, xpos_w, xneg_w, state, dpos, dneg, off, sample, col, seed, read_out,
-                       scratch, events, lane)
+    n_groups = (n_rows + ROW_GROUP - 1) // ROW_GROUP
+    n_chunks = min(n_groups, ROW_CHUNKS)
+    n_r = max(col.shape[0], 1)
+    lanes = ROW_GROUP * n_in
+    for chunk in prange(n_chunks):  # chunks of row groups, each with its own scratch
+        scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(lanes, dtype=np.int64),
+                   np.empty(lanes, dtype=np.int64), np.empty(lanes, dtype=np.int64), np.empty(lanes), np.empty(lanes),
+                   np.empty(span + 2, dtype=np.int64), np.empty(lanes, dtype=np.int64))
+        events = (np.empty(ROW_GROUP * capacity, dtype=np.int64), np.empty(ROW_GROUP * n_r, dtype=np.int64),
+                  np.empty(ROW_GROUP * n_r, dtype=np.int64))
+        lane = lane_buffers(lanes)
+        for group in range(chunk * n_groups // n_chunks, (chunk + 1) * n_groups // n_chunks):
+            row0 = group * ROW_GROUP
+            _train_rows(row0, min(ROW_GROUP, n_rows - row0), n_out, n_in, columns, xpos_w, xneg_w, state, dpos, dneg,
+                        off, sample, col, seed, read_out, scratch, events, lane)
 
 
 def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise) -> None:
