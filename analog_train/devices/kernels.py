@@ -20,8 +20,8 @@ updated together: gathered into contiguous arrays (lanes) and run through branch
 the compiler vectorises (:func:`_lanes`, :func:`_lanes_near`); the few that need a logarithm (a
 Gaussian in the tails) or more pulses than the branch-free powers cover are finished by the
 scalar code (:func:`_apply_one`) with the same random numbers, and a test holds both equal.
-:func:`apply_trains` gathers a row's devices once and keeps them in the lanes through all of the
-row's runs (a device gets hundreds in an LSTM mini-batch), writing them back at the end.
+:func:`apply_trains` gathers the devices of a few rows once and keeps them in the lanes through all
+of their runs (a device gets hundreds in an LSTM mini-batch), writing them back at the end.
 
 Gaussian numbers come from a counter-based generator (SplitMix64 hash of a seed drawn from the
 run's ``torch.Generator``, the device's flat index and a stream number; Acklam's normal quantile),
