@@ -860,7 +860,7 @@ def _read_taken(c, r, pend, ev_n, count, first, after):
 
 
 @_inline
-def _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, col, pend, cut, ev_n, after,
+def _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, col, row_scratch, ev_n, after,
                 count, first):
     """The pulses of every device of row ``(p, i)`` as same-sign runs in time order, and when its columns are read.
 
@@ -871,8 +871,11 @@ def _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, co
     One pass over the row's words: a read ending inside a word cuts its column there (``cut[c]``:
     the slot its column is consumed up to), every other bit goes to its column's pending run.
     ``xpos, xneg (P, W, in)``: the x masks word-major, the active columns first (in their order), so
-    that a word's columns lie side by side.
+    that a word's coincidences with every column come from one vectorised loop; the columns with
+    any are listed without a branch (whether a column has any is as good as random) and only
+    those are cut into runs.
     """
+    pend, cut, ups, downs, hit = row_scratch
     n_c = n_active[p]
     pend[:n_c] = 0
     cut[:n_c] = 0
@@ -896,9 +899,14 @@ def _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, co
         if a | b:
             for c in range(n_c):
                 rest = _slots_from(max(cut[c] - word, 0))  # after the column's last read
-                up, dn = _coincidences(a, b, xpos[p, w, c] & rest, xneg[p, w, c] & rest)
-                if up | dn:
-                    _take_runs(up, dn, c, pend, ev_n, count, first)
+                ups[c], downs[c] = _coincidences(a, b, xpos[p, w, c] & rest, xneg[p, w, c] & rest)
+            n_hit = 0
+            for c in range(n_c):
+                hit[n_hit] = c
+                n_hit += (ups[c] | downs[c]) != np.uint64(0)
+            for q in range(n_hit):
+                c = hit[q]
+                _take_runs(ups[c], downs[c], c, pend, ev_n, count, first)
     while r < n_r:  # reads at the very end of the chunk's slots
         c = slot_of[p, col[r]]
         if c >= 0:
@@ -950,7 +958,7 @@ def _reads_by_round(n_g, n_r, after, rounds, read_at, by_round):
 
 @_inline
 def _train_rows(row0, n_g, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sample, col, seed, read_out,
-                scratch, events, lane):
+                row_scratch, scratch, events, lane):
     """The devices of rows ``row0 .. row0 + n_g - 1`` (row: replica p, output i): coincidences, pulses, reads.
 
     Each row's events (:func:`_row_events`) come per column in time order. The devices with events
@@ -968,7 +976,7 @@ def _train_rows(row0, n_g, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, 
     g, w_noise, pulse_count, rows, ref = state.g, state.w_noise, state.pulse_count, state.rows, state.ref
     write_noise = state.write_noise
     index, n_up, n_dn, lg = lane[0], lane[1], lane[2], lane[3]
-    pend, cut, count, by_count, at, pulses, noise, tally, lane_of = scratch
+    count, by_count, at, pulses, noise, tally, lane_of = scratch
     ev_n, after, by_round = events
     n_r = col.shape[0]
     capacity = ev_n.shape[0] // ROW_GROUP
@@ -985,7 +993,7 @@ def _train_rows(row0, n_g, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, 
         if quiet:
             after_k[:] = 0
         else:
-            _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, col, pend, cut,
+            _row_events(p, i, n_active, slot_of, xpos, xneg, dpos, dneg, off, sample, col, row_scratch,
                         ev_n[k * capacity:(k + 1) * capacity], after_k, count[k * n_in:(k + 1) * n_in], first[p])
         for r in range(n_r):
             if slot_of[p, col[r]] < 0:
@@ -1114,16 +1122,18 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
     n_r = max(col.shape[0], 1)
     lanes = ROW_GROUP * n_in
     for chunk in prange(n_chunks):  # chunks of row groups, each with its own scratch
-        scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(lanes, dtype=np.int64),
-                   np.empty(lanes, dtype=np.int64), np.empty(lanes, dtype=np.int64), np.empty(lanes), np.empty(lanes),
-                   np.empty(span + 2, dtype=np.int64), np.empty(lanes, dtype=np.int64))
+        row_scratch = (np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.uint64),
+                       np.empty(n_in, dtype=np.uint64), np.empty(n_in, dtype=np.int64))
+        scratch = (np.empty(lanes, dtype=np.int64), np.empty(lanes, dtype=np.int64),
+                   np.empty(lanes, dtype=np.int64), np.empty(lanes), np.empty(lanes), np.empty(span + 2, dtype=np.int64),
+                   np.empty(lanes, dtype=np.int64))
         events = (np.empty(ROW_GROUP * capacity, dtype=np.int64), np.empty(ROW_GROUP * n_r, dtype=np.int64),
                   np.empty(ROW_GROUP * n_r, dtype=np.int64))
         lane = lane_buffers(lanes)
         for group in range(chunk * n_groups // n_chunks, (chunk + 1) * n_groups // n_chunks):
             row0 = group * ROW_GROUP
             _train_rows(row0, min(ROW_GROUP, n_rows - row0), n_out, n_in, columns, xpos_w, xneg_w, state, dpos, dneg,
-                        off, sample, col, seed, read_out, scratch, events, lane)
+                        off, sample, col, seed, read_out, row_scratch, scratch, events, lane)
 
 
 def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise) -> None:
