@@ -958,7 +958,7 @@ def _reads_by_round(n_g, n_r, after, rounds, read_at, by_round):
 
 @_inline
 def _train_rows(row0, n_g, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, off, sample, col, seed, read_out,
-                row_scratch, scratch, events, lane):
+                row_scratch, scratch, events, capacity, lane):
     """The devices of rows ``row0 .. row0 + n_g - 1`` (row: replica p, output i): coincidences, pulses, reads.
 
     Each row's events (:func:`_row_events`) come per column in time order. The devices with events
@@ -970,7 +970,9 @@ def _train_rows(row0, n_g, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, 
     per same-sign run), and every read sees A right after its sample. Reads before a column's
     first run, and of columns without pulses, are taken as the devices are. A few rows share the
     rounds, so that each round's fixed costs are paid for more devices; a device's random numbers
-    depend on its round and flat index only, not on the rows it shares them with.
+    depend on its round and flat index only, not on the rows it shares them with. Row ``k`` of the
+    group writes its events at ``ev_n[k capacity:(k + 1) capacity]`` and its reads' places at
+    ``after[k n_r:(k + 1) n_r]``.
     """
     active, n_active, slot_of, first = columns
     g, w_noise, pulse_count, rows, ref = state.g, state.w_noise, state.pulse_count, state.rows, state.ref
@@ -979,7 +981,6 @@ def _train_rows(row0, n_g, n_out, n_in, columns, xpos, xneg, state, dpos, dneg, 
     count, by_count, at, pulses, noise, tally, lane_of = scratch
     ev_n, after, by_round = events
     n_r = col.shape[0]
-    capacity = ev_n.shape[0] // ROW_GROUP
     count[:n_g * n_in] = 0
     for k in range(n_g):
         row = row0 + k
@@ -1050,10 +1051,9 @@ def _active_columns(xpos, xneg, off, col):
     """Per replica, the columns with any x bit (the only ones a row's pulses can reach), each column's
     place among them (-1: none) and where its events start in a row's event arrays (``first (P,
     in + 1)``); their x masks word-major (``(P, W, in)`` each, in that order); the room a row's
-    events need and the most one column's can. A column has at
-    most a run per x bit and per sample, a run cut by each of its reads and a last run; the bound is
-    kept tight because a row writes each column's events at its own place, and pages it touches
-    stay resident."""
+    events need and the most one column's can. A column has at most a run per x bit and per
+    sample, a run cut by each of its reads and a last run; the bound is kept tight because a row
+    writes each column's events at its own place, and pages it touches stay resident."""
     n_p, n_in, words = xpos.shape
     n_b = off.shape[1] - 1
     active = np.empty((n_p, n_in), dtype=np.int64)
@@ -1133,7 +1133,7 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
         for group in range(chunk * n_groups // n_chunks, (chunk + 1) * n_groups // n_chunks):
             row0 = group * ROW_GROUP
             _train_rows(row0, min(ROW_GROUP, n_rows - row0), n_out, n_in, columns, xpos_w, xneg_w, state, dpos, dneg,
-                        off, sample, col, seed, read_out, row_scratch, scratch, events, lane)
+                        off, sample, col, seed, read_out, row_scratch, scratch, events, capacity, lane)
 
 
 def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noise) -> None:
