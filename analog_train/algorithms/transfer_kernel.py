@@ -299,7 +299,7 @@ def transfer_rounds(rule, raw, reads, buffers, settings, c_state, seed):
         lane = kernels.lane_buffers(max(n_in, 1))
         index, n_up, n_dn = lane[0], lane[1], lane[2]
         u, z = np.empty(n_r), np.zeros(n_r)
-        for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+        for row in range(chunk, n_rows, n_chunks):  # strided: neighbouring rows (an LSTM gate) differ in load
             p = row // n_out
             i = row - p * n_out
             base = row * n_in

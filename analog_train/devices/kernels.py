@@ -1130,7 +1130,7 @@ def apply_trains(state, dpos, dneg, xpos, xneg, off, sample, col, seed, read_out
         events = (np.empty(ROW_GROUP * capacity, dtype=np.int64), np.empty(ROW_GROUP * n_r, dtype=np.int64),
                   np.empty(ROW_GROUP * n_r, dtype=np.int64))
         lane = lane_buffers(lanes)
-        for group in range(chunk * n_groups // n_chunks, (chunk + 1) * n_groups // n_chunks):
+        for group in range(chunk, n_groups, n_chunks):  # strided: neighbouring rows (an LSTM gate) differ in load
             row0 = group * ROW_GROUP
             _train_rows(row0, min(ROW_GROUP, n_rows - row0), n_out, n_in, columns, xpos_w, xneg_w, state, dpos, dneg,
                         off, sample, col, seed, read_out, row_scratch, scratch, events, capacity, lane)
