@@ -6,6 +6,9 @@ distribution, and the same coincidence counts as the matrix products of the bit 
 """
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -315,3 +318,37 @@ def test_abs_max_over_the_bits_is_the_float_maximum(dtype) -> None:
     for row in rows:
         got = _abs_max_compiled(row)
         assert got == (np.abs(row).max() if row.size else 0.0) and got >= 0
+
+
+THREADS_PROBE = """
+import sys
+import numpy as np, numba, torch
+torch.set_num_threads(1)
+from analog_train.crossbar import mvm_kernel
+from analog_train.devices import kernels
+w, x = np.ones((1, 4, 4), dtype=np.float32), np.ones((1, 3, 4), dtype=np.float32)
+tiles = np.array([[0, 4]], dtype=np.int64)
+periphery = (True, True, True, 63.0, 255.0, 0.08, 0.016, 0.2, 0.0, 0.06, True, 16.0)
+g, zeros, counts = np.zeros(4, dtype=np.float32), np.zeros(4, dtype=np.float32), np.ones(4, dtype=np.float32)
+rows = np.zeros((4, len(kernels.ROW_KEYS)), dtype=np.float32)
+steps = [lambda: mvm_kernel.read(w, x, False, tiles, tiles, periphery, True, np.uint64(0)),
+         lambda: kernels.apply_dense(g, zeros, zeros.copy(), rows, counts, counts, np.uint64(0), False, False)]
+for step in steps if sys.argv[1] == "read" else steps[::-1]:
+    step()
+    print(torch.get_num_threads(), numba.get_num_threads())
+"""
+
+
+def test_kernels_keep_the_runs_thread_count():
+    """A run at ``threads=1`` (each job of a parallel sweep) stays at one thread in torch and in the kernels.
+
+    numba's OpenMP layer sets the OpenMP runtime it shares with torch to all its threads when it starts
+    them (here 2, whatever the machine); before the fix torch went on at 2 and the kernels followed.
+    In a fresh process, because numba starts its threads once per process.
+    """
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    for first in ("read", "update"):  # the first parallel kernel of the process starts numba's threads
+        out = subprocess.run([sys.executable, "-c", THREADS_PROBE, first], capture_output=True, text=True, env=env,
+                             timeout=600)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["1"] * 4, f"{first} first: torch, numba threads after each kernel {out.stdout}"

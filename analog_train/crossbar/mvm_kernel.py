@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from analog_train.devices.kernels import (FASTMATH, ROW_CHUNKS, abs_max, central_quantile, in_tail, key, normal,
-                                          quantile, uniform)
+from analog_train.devices.kernels import (FASTMATH, ROW_CHUNKS, abs_max, central_quantile, in_tail, key,
+                                          match_torch_threads, normal, quantile, uniform)
 
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -197,6 +197,7 @@ def read(weight: np.ndarray, x: np.ndarray, transposed: bool, tiles: np.ndarray,
     Three steps: the converters' inputs of every sample (:func:`converter_inputs`), the products
     (:func:`products`), then output noise, ADC and bound management (:func:`converter_outputs`).
     """
+    match_torch_threads()
     v, step_in, step_out = converter_inputs(x, tiles, periphery, seed)
     q = products(weight, v, transposed, tiles)
     return converter_outputs(q, weight, x, transposed, tiles, out_tiles, periphery, bound_management, seed, step_in,

@@ -1146,10 +1146,15 @@ def match_torch_threads() -> None:
     """Run the parallel kernels on as many threads as torch (``threads=1`` in a parallel sweep means 1).
 
     Sets numba's count (per thread, as numba keeps it) only when torch's changed since the last call.
+    numba's OpenMP layer, when it starts its threads (the first time a count is set), sets the OpenMP
+    runtime it shares with torch to all of them: torch's count is set back, or a run at ``threads=1``
+    would go on at every core's count in torch and, from the next call, in numba.
     """
     threads = torch.get_num_threads()
     if getattr(_matched, "threads", None) != threads:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         _matched.threads = threads
 
 
