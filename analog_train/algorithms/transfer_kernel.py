@@ -303,14 +303,8 @@ def transfer_rounds(rule, raw, reads, buffers, settings, c_state, seed):
             p = row // n_out
             i = row - p * n_out
             base = row * n_in
-            if not perfect and out_noise > 0.0:  # the row's read noise, in vectorised loops
-                for r in range(n_r):
-                    u[r] = kernels.uniform(key(seed, (p * n_out + i) * n_r + r, 1))
-                for r in range(n_r):
-                    z[r] = kernels.central_quantile(u[r])
-                for r in range(n_r):  # the few in the tails need a logarithm
-                    if kernels.in_tail(u[r]):
-                        z[r] = kernels.quantile(u[r])
+            if not perfect and out_noise > 0.0:  # the row's read noise
+                kernels.fill_normals(z, u, n_r, seed, row * n_r, 1)
             for m in range(n_rounds):
                 writes = 0
                 for t in range(round_start[m], round_start[m + 1]):

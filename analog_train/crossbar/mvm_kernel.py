@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from analog_train.devices.kernels import (FASTMATH, ROW_CHUNKS, abs_max, central_quantile, in_tail, key,
-                                          match_torch_threads, normal, quantile, uniform)
+from analog_train.devices.kernels import (FASTMATH, ROW_CHUNKS, abs_max, fill_normals, key, match_torch_threads,
+                                          normal)
 
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -138,15 +138,8 @@ def converter_outputs(q, weight, x, transposed, tiles, out_tiles, periphery, bou
             b = row - p * n_b
             clipped[:, :] = False
             for k in range(n_t):
-                if out_noise > 0.0:  # the normals of a sample's outputs, in vectorised loops
-                    first = (row * n_t + k) * n_out
-                    for o in range(n_out):
-                        u[o] = uniform(key(seed, first + o, 1))
-                    for o in range(n_out):
-                        z[o] = central_quantile(u[o])
-                    for o in range(n_out):  # the few in the tails need a logarithm
-                        if in_tail(u[o]):
-                            z[o] = quantile(u[o])
+                if out_noise > 0.0:  # the normals of the sample's outputs
+                    fill_normals(z, u, n_out, seed, (row * n_t + k) * n_out, 1)
                 t = 0
                 for o in range(n_out):
                     level = gain32 * q[p, b, k, o]

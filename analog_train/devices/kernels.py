@@ -126,6 +126,12 @@ def central_quantile(u):
     return num / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
 
 
+@_inline
+def in_tail(u):
+    """Whether the Gaussian of uniform ``u`` lies outside :func:`central_quantile`'s region (``|`` for no branch)."""
+    return (u < _P_LOW) | (u > 1.0 - _P_LOW)
+
+
 _UINT_OF = {types.float32: types.uint32, types.float64: types.uint64}
 _FLOAT_OF = {types.uint32: types.float32, types.uint64: types.float64}
 
@@ -217,6 +223,19 @@ def quantile(u):
 def normal(bits):
     """One standard normal for the 64 random ``bits`` of :func:`key`: the quantile of a uniform in (0, 1)."""
     return quantile(uniform(bits))
+
+
+@_inline
+def fill_normals(z, u, n, seed, first, stream):
+    """``z[k] = normal(key(seed, first + k, stream))`` for ``k < n`` (``u``: scratch), in loops that
+    vectorise: the uniforms, their central quantiles, then the few in the tails (a logarithm)."""
+    for k in range(n):
+        u[k] = uniform(key(seed, first + k, stream))
+    for k in range(n):
+        z[k] = central_quantile(u[k])
+    for k in range(n):
+        if in_tail(u[k]):
+            z[k] = quantile(u[k])
 
 
 @_inline
@@ -411,12 +430,6 @@ def _apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_no
 
 # -- many devices at once: a vectorised update -------------------------------------------------------
 LANE_PARAMS = 7  # a_up .. s_dn: the part of a device's row that the vectorised update reads
-
-
-@_inline
-def in_tail(u):
-    """Whether the Gaussian of uniform ``u`` lies outside :func:`central_quantile`'s region (``|`` for no branch)."""
-    return (u < _P_LOW) | (u > 1.0 - _P_LOW)
 
 
 # What _lanes leaves to the scalar code, per device.
