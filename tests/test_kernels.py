@@ -323,31 +323,40 @@ def test_abs_max_over_the_bits_is_the_float_maximum(dtype) -> None:
 THREADS_PROBE = """
 import sys
 import numpy as np, numba, torch
-torch.set_num_threads(1)
+first = sys.argv[1]
+if first != "late":
+    torch.set_num_threads(1)
 from analog_train.crossbar import mvm_kernel
 from analog_train.devices import kernels
+if first == "late":  # the runner's order: the kernels are imported, then the run sets its count
+    torch.set_num_threads(1)
 w, x = np.ones((1, 4, 4), dtype=np.float32), np.ones((1, 3, 4), dtype=np.float32)
 tiles = np.array([[0, 4]], dtype=np.int64)
 periphery = (True, True, True, 63.0, 255.0, 0.08, 0.016, 0.2, 0.0, 0.06, True, 16.0)
 g, zeros, counts = np.zeros(4, dtype=np.float32), np.zeros(4, dtype=np.float32), np.ones(4, dtype=np.float32)
 rows = np.zeros((4, len(kernels.ROW_KEYS)), dtype=np.float32)
-steps = [lambda: mvm_kernel.read(w, x, False, tiles, tiles, periphery, True, np.uint64(0)),
-         lambda: kernels.apply_dense(g, zeros, zeros.copy(), rows, counts, counts, np.uint64(0), False, False)]
-for step in steps if sys.argv[1] == "read" else steps[::-1]:
+read = lambda: mvm_kernel.read(w, x, False, tiles, tiles, periphery, True, np.uint64(0))
+update = lambda: kernels.apply_dense(g, zeros, zeros.copy(), rows, counts, counts, np.uint64(0), False, False)
+bare = lambda: kernels._apply_dense(g, zeros, zeros.copy(), rows, counts, counts, np.uint64(0), False, False)
+steps = {"read": [read, update], "update": [update, read], "bare": [bare, update, read], "late": [read, update]}[first]
+for step in steps:
     step()
-    print(torch.get_num_threads(), numba.get_num_threads())
+    if step is not bare:
+        print(torch.get_num_threads(), numba.get_num_threads())
 """
 
 
 def test_kernels_keep_the_runs_thread_count():
     """A run at ``threads=1`` (each job of a parallel sweep) stays at one thread in torch and in the kernels.
 
-    numba's OpenMP layer sets the OpenMP runtime it shares with torch to all its threads when it starts
-    them (here 2, whatever the machine); before the fix torch went on at 2 and the kernels followed.
-    In a fresh process, because numba starts its threads once per process.
+    numba's OpenMP layer can set the OpenMP runtime it shares with torch to all its threads when it
+    starts them (here 2, whatever the machine); started by the first kernel call, that left torch at 2
+    and the kernels followed. Each order a process can meet, in a fresh process (numba starts its
+    threads once per process): a read, an update or a parallel kernel without the thread matching
+    first, and torch's count set before or after the kernels are imported.
     """
     env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
-    for first in ("read", "update"):  # the first parallel kernel of the process starts numba's threads
+    for first in ("read", "update", "bare", "late"):
         out = subprocess.run([sys.executable, "-c", THREADS_PROBE, first], capture_output=True, text=True, env=env,
                              timeout=600)
         assert out.returncode == 0, out.stderr

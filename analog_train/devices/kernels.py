@@ -53,6 +53,22 @@ from analog_train import kernel_cache
 
 kernel_cache.register()
 
+
+def _start_threads() -> None:
+    """Start numba's threads now, as the kernels load, and leave torch's thread count as it was.
+
+    numba's OpenMP layer shares the OpenMP runtime with torch, and starting its threads can set the
+    runtime to all of them: started later by whichever kernel came first, that undid a run's
+    ``threads`` (a parallel sweep's jobs ran at every core's count). Started here, before a run sets
+    its count, and with torch's put back for a count set before this import.
+    """
+    threads = torch.get_num_threads()
+    numba.get_num_threads()  # starts the threads
+    torch.set_num_threads(threads)
+
+
+_start_threads()
+
 # Order of the per-device parameters in the rows the kernels read (see DeviceArray): 8 floats, half
 # a cache line per device; the rest of what an update needs follows from them. (Reading these rows
 # is about half the cost of an update in the first layer of the FC network.)
@@ -1158,16 +1174,12 @@ def apply_dense(g, w_noise, pulse_count, rows, n_up, n_dn, seed, mult, write_noi
 def match_torch_threads() -> None:
     """Run the parallel kernels on as many threads as torch (``threads=1`` in a parallel sweep means 1).
 
-    Sets numba's count (per thread, as numba keeps it) only when torch's changed since the last call.
-    numba's OpenMP layer, when it starts its threads (the first time a count is set), sets the OpenMP
-    runtime it shares with torch to all of them: torch's count is set back, or a run at ``threads=1``
-    would go on at every core's count in torch and, from the next call, in numba.
+    Sets numba's count (per thread, as numba keeps it) only when torch's changed since the last call
+    (numba's threads are already started: :func:`_start_threads`).
     """
     threads = torch.get_num_threads()
     if getattr(_matched, "threads", None) != threads:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
         _matched.threads = threads
 
 
